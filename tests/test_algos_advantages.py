@@ -197,6 +197,31 @@ def test_gigpo_repeated_state_inside_one_trajectory_joins_its_group():
            [0.5 - 0.08333, 0.625, 0.5 + 0.29167, 0.5, -0.5 - 0.20833, -0.625, -0.5])
 
 
+def test_gigpo_episode_stats_over_trajectories_or_step_rows():
+    # One group: X has 1 step (reward 1, total 1); Y has 3 steps (rewards 0, 0, 0, total 0). Both start on
+    # the same screen s0; Y then visits y1, y2. Returns: X R0 = 1, Y all 0 (any γ).
+    batch = make_batch([(0, 0, 0, 1, True), (0, 1, 0, 0, True), (0, 1, 1, 0, True), (0, 1, 2, 0, True)],
+                       anchors=["s0", "s0", "y1", "y2"])
+    # Step level: s0 = {X0 1, Y0 0} → ±0.70711; y1, y2 single members → 0.
+    # Paper (default): episode stats over the 2 trajectories, totals [1, 0] → X +0.70711, Y -0.70711.
+    approx(get_advantage("gigpo")(batch), [R2 + R2, -R2 - R2, -R2, -R2])
+    # Released code: stats over the 4 step rows, each carrying its trajectory's total: [1, 0, 0, 0],
+    #   mean 0.25, deviations 0.75, -0.25 ×3, std = sqrt((0.5625 + 3·0.0625)/3) = sqrt(0.25) = 0.5
+    #   → X 0.75/0.5 = +1.5, Y -0.25/0.5 = -0.5: the 3-step failure pulls the mean down.
+    approx(get_advantage("gigpo")(batch, episode_stats="steps"), [1.5 + R2, -0.5 - R2, -0.5, -0.5])
+    # F = 1: trajectories → ±0.5; step rows → X 1 - 0.25 = 0.75, Y -0.25; s0 → ±0.5.
+    approx(get_advantage("gigpo")(batch, norm="mean"), [1.0, -1.0, -0.5, -0.5])
+    approx(get_advantage("gigpo")(batch, norm="mean", episode_stats="steps"), [1.25, -0.75, -0.25, -0.25])
+    # Only trainable rows count: with Y's last row masked the rows are [1, 0, 0]: mean 1/3,
+    #   std = sqrt((4/9 + 1/9 + 1/9)/2) = 0.57735 → X (2/3)/0.57735 = 1.15470, Y -(1/3)/0.57735 = -0.57735.
+    masked = make_batch([(0, 0, 0, 1, True), (0, 1, 0, 0, True), (0, 1, 1, 0, True), (0, 1, 2, 0, False)],
+                        anchors=["s0", "s0", "y1", "y2"])
+    approx(get_advantage("gigpo")(masked, omega=0.0, episode_stats="steps"),
+           [1.15470, -0.57735, -0.57735, 0.0])
+    with pytest.raises(ValueError, match="episode_stats"):
+        get_advantage("gigpo")(batch, episode_stats="rows")
+
+
 def test_gigpo_default_gamma_is_0_95():
     batch = make_batch([(0, 0, 0, 0, True), (0, 0, 1, 0, True), (0, 0, 2, 1, True)], anchors=["a", "b", "c"])
     # R = [0.95², 0.95, 1] = [0.9025, 0.95, 1].
@@ -244,7 +269,7 @@ def test_foresight_reward_needs_low_level_samples():
 def _traj(episode_id, rewards, patched=(), matched=None):
     obs = Observation(width=10, height=10, screenshot_path="s.png")
     steps = [Step(index=i, observation=obs, action=None, reward=r, patched=i in patched,
-                  info={} if matched is None else {"matched": matched[i]}) for i, r in enumerate(rewards)]
+                  matched=None if matched is None else matched[i]) for i, r in enumerate(rewards)]
     return Trajectory(episode_id=episode_id, task_id="t", seed=0, env_id="sim", policy_version="base", steps=steps)
 
 

@@ -99,6 +99,27 @@ def test_k3_kl_value_and_kl_term():
     assert lp.grad.tolist() == [pytest.approx([0.025, 0.025], abs=1e-6)]
 
 
+def test_k3_kl_is_clamped_per_token_like_verl():
+    # verl's "low_var_kl" clamps each token's k3 to [-10, 10] (and d to [-20, 20] before exp).
+    # Four tokens, d = log π_ref - log π, k3 = e^d - d - 1:
+    #   0: π 0.01, π_ref 0.5: d = log 50 = 3.912023, k3 = 50 - 3.912023 - 1 = 45.087977 → clamped to 10
+    #   1: π 0.05, π_ref 0.5: d = log 10 = 2.302585, k3 = 10 - 2.302585 - 1 = 6.697415 (inside, unchanged)
+    #   2: π 0.5, π_ref 1e-6: d = log 2e-6 = -13.122363, k3 = 0.000002 + 13.122363 - 1 = 12.122365 → 10
+    #   3: log π -100, log π_ref 0: d = 100 (e^100 overflows float32), clamped to 20 first → k3 → 10
+    logprobs = torch.tensor([[math.log(0.01), math.log(0.05), math.log(0.5), -100.0]])
+    ref = torch.tensor([[math.log(0.5), math.log(0.5), math.log(1e-6), 0.0]])
+    assert k3_kl(logprobs, ref).tolist() == [pytest.approx([10.0, 6.697415, 10.0, 10.0], abs=1e-5)]
+    # Zero advantages, kl_coef 1: loss = (10 + 6.697415 + 10 + 10)/4 = 9.174354.
+    lp = logprobs.clone().requires_grad_(True)
+    loss, metrics = ppo(lp, lp.detach(), torch.zeros(1), torch.ones(1, 4), ref, kl_coef=1.0)
+    assert loss.item() == pytest.approx(9.174354, abs=1e-5)
+    assert metrics["kl"] == pytest.approx(9.174354, abs=1e-5)
+    loss.backward()
+    # Clamped tokens get gradient 0 (not NaN for token 3); token 1: d k3 / d log π = 1 - e^d = 1 - 10 = -9,
+    # over 4 tokens → -2.25.
+    assert lp.grad.tolist() == [pytest.approx([0.0, -2.25, 0.0, 0.0], abs=1e-5)]
+
+
 def test_entropy_bonus():
     lp = torch.zeros(1, 2, requires_grad=True)
     entropy = torch.full((1, 2), 2.0)

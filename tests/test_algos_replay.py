@@ -58,7 +58,7 @@ def test_all_failure_group_gets_the_newest_success_in_its_last_member():
 def test_lowest_member_is_replaced_last_on_ties():
     buffer = ReplayBuffer()
     buffer.add(traj("s"), 1.0)
-    # [0, 0.05, 0, 0.05]: mean 0.025, std = sqrt(4·0.025²/3) = 0.0289 < 0.05 → all-failure;
+    # [0, 0.05, 0, 0.05]: mean 0.025, population std = sqrt(4·0.025²/4) = 0.025 < 0.05 → all-failure;
     # the lowest reward 0 is at indices 0 and 2 → index 2.
     assert buffer.inject(group(4), [0.0, 0.05, 0.0, 0.05]).replaced == 2
 
@@ -69,11 +69,30 @@ def test_mixed_and_low_but_not_failing_groups_are_untouched():
     members = group(4)
     for rewards in ([0.0, 1.0, 0.0, 0.0],  # mixed: std 0.5
                     [0.3, 0.3, 0.3, 0.3],  # std 0 but mean 0.3 ≥ 0.2
-                    [0.0, 0.1, 0.0, 0.1]):  # mean 0.05 but std 0.0577 ≥ 0.05
+                    [0.0, 0.1, 0.0, 0.1]):  # mean 0.05 but population std exactly 0.05, not < 0.05
         out = buffer.inject(members, rewards)
         assert out.replaced is None and out.stale == ()
         assert out.trajectories == tuple(members) and out.rewards == tuple(rewards)
     assert buffer.injections == 0
+
+
+def test_all_failure_uses_population_std_as_in_arpo():
+    buffer = ReplayBuffer()
+    buffer.add(traj("s"), 1.0)
+    # ARPO's released code tests np.std (ddof=0) < 0.05 and mean < 0.2.
+    # [0, 0, 0.09]: mean 0.03, deviations -0.03, -0.03, 0.06, squares sum 0.0009 + 0.0009 + 0.0036 = 0.0054;
+    #   population std = sqrt(0.0054/3) = sqrt(0.0018) = 0.04243 < 0.05 → all-failure, and the last
+    #   lowest member (index 1) is replaced;
+    #   Bessel std = sqrt(0.0054/2) = sqrt(0.0027) = 0.05196 would have said "not all-failure".
+    assert buffer.is_all_failure([0.0, 0.0, 0.09])
+    assert buffer.inject(group(3), [0.0, 0.0, 0.09]).replaced == 1
+    # Just above the threshold: [0, 0, 0.11]: mean 0.03667, deviations -0.03667, -0.03667, 0.07333,
+    #   squares sum 0.0013444 + 0.0013444 + 0.0053778 = 0.0080667;
+    #   population std = sqrt(0.0080667/3) = sqrt(0.0026889) = 0.05185 ≥ 0.05 → not all-failure.
+    assert not buffer.is_all_failure([0.0, 0.0, 0.11])
+    assert buffer.inject(group(3), [0.0, 0.0, 0.11]).replaced is None
+    # One member: population std 0, so a lone failure is all-failure and a lone success (mean ≥ 0.2) is not.
+    assert buffer.is_all_failure([0.0]) and not buffer.is_all_failure([1.0])
 
 
 def test_no_stored_success_or_disabled_leaves_group_alone():

@@ -177,6 +177,7 @@ def gigpo_advantages(
     omega: float = 1.0,
     norm: Norm = "std",
     epsilon: float = DEFAULT_EPSILON,
+    episode_stats: Literal["trajectories", "steps"] = "trajectories",
 ) -> torch.Tensor:
     """GiGPO (arXiv 2505.10978): A = A^E + ω·A^S with step groups formed by anchor states.
 
@@ -185,12 +186,17 @@ def gigpo_advantages(
       group that share an anchor state, i.e. step groups keyed by (group_id, anchor_id). A state the
       same trajectory visits twice puts both visits in one step group, as in the paper.
 
+    ``episode_stats`` says what the A^E mean and std are taken over. Group: X (1 step, total 1) and
+    Y (3 steps, total 0). ``"trajectories"``: [1, 0] → X +0.707, Y -0.707. ``"steps"``: the rows
+    [1, 0, 0, 0], mean 0.25, std 0.5 → X +1.5, Y -0.5.
+
     Args:
         batch: N rows with ``anchor_ids`` set (see :mod:`guiagent.algos.anchors`).
         gamma: Discount of step returns.
         omega: Weight of the step-level advantage.
         norm: ``"std"`` (F = std) or ``"mean"`` (F = 1), for both levels.
         epsilon: Added to group stds.
+        episode_stats: ``"trajectories"`` (paper) or ``"steps"`` (released code).
 
     Returns:
         (N,) float32 advantages.
@@ -200,9 +206,20 @@ def gigpo_advantages(
     """
     if batch.anchor_ids is None:
         raise DataError("GiGPO needs AdvantageBatch.anchor_ids (anchor-state ids of the steps)")
+    # Paper (Eq. 3): each trajectory counts once in its group's mean/std. Released code (verl-agent
+    # gigpo/core_gigpo.py, episode_norm_reward, compute_mean_std_cross_steps=True by default): every step
+    # row carries its trajectory's total and the stats run over those rows, so a trajectory with more
+    # steps weighs more. Here those rows are the trainable ones, as at the step level.
+    if episode_stats == "trajectories":
+        a_episode = episode_advantages(batch, norm=norm, epsilon=epsilon)
+    elif episode_stats == "steps":
+        totals, _, row_to_traj = trajectory_totals(batch)
+        a_episode = step_advantages(batch, totals[row_to_traj], batch.group_ids, norm=norm, epsilon=epsilon)
+    else:
+        raise ValueError(f"episode_stats must be 'trajectories' or 'steps', got {episode_stats!r}")
     returns = discounted_returns(batch, gamma)
     a_step = step_advantages(batch, returns, torch.stack([batch.group_ids, batch.anchor_ids], 1), norm=norm, epsilon=epsilon)
-    return _finish(episode_advantages(batch, norm=norm, epsilon=epsilon) + omega * a_step, batch)
+    return _finish(a_episode + omega * a_step, batch)
 
 
 def foresight_reward(format_ok: bool, low_level_correct: Sequence[bool]) -> float:

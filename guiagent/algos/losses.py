@@ -54,15 +54,22 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, aggregation: Aggregat
 
 
 def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
-    """Schulman's k3 estimator of KL(π ‖ π_ref) per token: exp(d) - d - 1 with d = log π_ref - log π.
+    """Schulman's k3 estimator of KL(π ‖ π_ref) per token, clamped to [-10, 10] as in verl's "low_var_kl".
 
-    Non-negative, unbiased for samples from π, and low-variance (http://joschu.net/blog/kl-approx.html).
+    k3 = exp(d) - d - 1 with d = log π_ref - log π: non-negative, unbiased for samples from π, and
+    low-variance (http://joschu.net/blog/kl-approx.html). The clamp makes it biased for tokens far from
+    the reference: d = log 50 = 3.912 gives 50 - 3.912 - 1 = 45.088, counted as 10, and such a token gets
+    no KL gradient. d = log 10 = 2.303 gives 10 - 2.303 - 1 = 6.697, inside the clamp and unchanged.
 
     Returns:
-        Tensor of the inputs' shape.
+        Tensor of the inputs' shape, values in [0, 10].
     """
-    d = ref_logprobs - logprobs
-    return torch.exp(d) - d - 1.0
+    # verl (verl/trainer/ppo/core_algos.py, kl_penalty "low_var_kl") clamps d to [-20, 20] and the k3
+    # value to [-10, 10]: one token whose policy drifted far from the reference must not dominate the
+    # loss. The d clamp changes no value (|d| > 20 gives k3 > 10 either way) but keeps exp finite, so
+    # the zero gradient of a clamped token is not 0·inf = NaN. k3 >= 0, so only the upper bound acts.
+    d = (ref_logprobs - logprobs).clamp(min=-20.0, max=20.0)
+    return (torch.exp(d) - d - 1.0).clamp(min=-10.0, max=10.0)
 
 
 @register_loss("ppo_clip")

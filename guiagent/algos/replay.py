@@ -63,7 +63,7 @@ class ReplayBuffer:
     Args:
         capacity: Successes kept per task; the oldest is dropped first (ARPO: 8).
         success_threshold: A trajectory is a success when its reward exceeds this (ARPO: 0.1).
-        fail_std: A group is all-failure when its reward std is below this (ARPO: 0.05) ...
+        fail_std: A group is all-failure when its rewards' population std is below this (ARPO: 0.05) ...
         fail_mean: ... and its mean reward is below this (ARPO: 0.2).
         enabled: False turns replay off completely: nothing is stored and no group is changed.
             (ARPO's released code reads a replay flag but replays regardless; here the switch works.)
@@ -110,9 +110,14 @@ class ReplayBuffer:
         return sum(self.add(t, r) for t, r in zip(trajectories, rewards))
 
     def is_all_failure(self, rewards: Sequence[float]) -> bool:
-        """ARPO's test: std < ``fail_std`` and mean < ``fail_mean`` (Bessel std; one member has std 0)."""
-        std = statistics.stdev(rewards) if len(rewards) > 1 else 0.0
-        return std < self.fail_std and statistics.fmean(rewards) < self.fail_mean
+        """ARPO's test (arXiv 2505.16282): population std < ``fail_std`` and mean < ``fail_mean``.
+
+        The std is the population std (divide by G, one member has std 0), as in the released code's
+        ``np.std`` (dvlab-research/ARPO, ``RayPPOTrainer.apply_replay``), not the Bessel std that the
+        advantages use. It matters near the threshold: [0, 0, 0.09] has population std 0.0424 (all-failure)
+        but Bessel std 0.0520 (not).
+        """
+        return statistics.pstdev(rewards) < self.fail_std and statistics.fmean(rewards) < self.fail_mean
 
     def inject(self, trajectories: Sequence[Trajectory], rewards: Sequence[float]) -> Injection:
         """Swap one stored success into an all-failure group; leave any other group untouched.
