@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from guiagent.cli import app
 from guiagent.data import samples
 from guiagent.data.store import iter_episodes, iter_samples, read_manifest
+from guiagent.data.tfrecord import iter_records
 
 
 def _guiagent(*args: str) -> subprocess.CompletedProcess:
@@ -93,3 +94,49 @@ def test_convert_refuses_existing_store_and_wrong_options(tmp_path):
     assert unfiltered.exit_code == 1 and "--split needs --split-file" in unfiltered.output
     missing = runner.invoke(app, ["data", "info", str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "no manifest" in missing.output
+
+
+def test_convert_overwrite_that_fails_midway_leaves_the_old_store_intact(tmp_path):
+    runner = CliRunner()
+    src = tmp_path / "general" / "general-00000-of-00001"
+    samples.write_aitw_sample(src, episodes=3, seed=1)
+    dst = tmp_path / "store"
+    assert runner.invoke(app, ["data", "convert", "aitw", str(src), str(dst), "--limit", "1"]).exit_code == 0
+    old_manifest = read_manifest(dst)
+    old_files = {p.relative_to(dst): p.read_bytes() for p in dst.rglob("*") if p.is_file()}
+    records = sum(1 for _ in iter_records(src))
+    samples.corrupt_tfrecord(src, records - 1)  # the last step: two episodes convert before it fails
+
+    failed = runner.invoke(app, ["data", "convert", "aitw", str(src), str(dst), "--overwrite"])
+    assert failed.exit_code == 1 and f"record {records - 1}" in failed.output and "CRC" in failed.output
+    assert read_manifest(dst) == old_manifest
+    assert {p.relative_to(dst): p.read_bytes() for p in dst.rglob("*") if p.is_file()} == old_files
+    assert sorted(os.listdir(tmp_path)) == ["general", "store"]  # nothing half-written left beside it
+
+
+def test_convert_refuses_a_destination_that_holds_its_source(tmp_path):
+    runner = CliRunner()
+    jsonl = samples.write_uis1_sample(tmp_path / "data", episodes=1)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for dst, extra in ((tmp_path / "data", []), (tmp_path, []), (jsonl, []),
+                       (tmp_path / "data", ["--images", str(tmp_path / "data" / "images")])):
+        result = runner.invoke(app, ["data", "convert", "uis1", str(jsonl), str(dst), "--overwrite", *extra])
+        assert result.exit_code == 1 and f"the destination {dst} is or contains the source" in result.output
+    # The screenshots the reader needs, inside the destination: refused too, even though the source is not.
+    elsewhere = tmp_path / "copy.jsonl"
+    elsewhere.write_bytes(jsonl.read_bytes())
+    result = runner.invoke(app, ["data", "convert", "uis1", str(elsewhere), str(tmp_path / "data"), "--overwrite",
+                                 "--images", str(tmp_path / "data" / "images")])
+    assert result.exit_code == 1 and "contains the screenshot directory" in result.output
+    elsewhere.unlink()
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_failed_first_convert_leaves_no_directory(tmp_path):
+    runner = CliRunner()
+    src = tmp_path / "general" / "general-00000-of-00001"
+    samples.write_aitw_sample(src, episodes=2, seed=1)
+    samples.corrupt_tfrecord(src, 0)
+    result = runner.invoke(app, ["data", "convert", "aitw", str(src), str(tmp_path / "out" / "aitw")])
+    assert result.exit_code == 1 and "CRC" in result.output
+    assert sorted(os.listdir(tmp_path)) == ["general"]

@@ -55,22 +55,45 @@ def test_iter_episodes_is_a_generator_and_corrupt_line_names_file_and_line(tmp_p
     assert err.value.record == 2 and err.value.file.endswith("episodes.jsonl")
 
 
-def test_failed_conversion_leaves_no_manifest_and_existing_store_is_protected(tmp_path):
+def test_failed_conversion_leaves_the_destination_as_it_was(tmp_path):
+    # A failed first conversion creates nothing: no store, no empty directory, not the parents it made.
     with pytest.raises(RuntimeError):
-        with EpisodeWriter(tmp_path, "aitw", source="x") as w:
-            w.add(_trajectory("a", 1))
+        with EpisodeWriter(tmp_path / "new" / "s", "aitw", source="x") as w:
+            w.add(_trajectory("a", 1), {step_image_path("a", 0): b"png"})
             raise RuntimeError("reader crashed")
-    with pytest.raises(DataError, match="no manifest"):
-        read_manifest(tmp_path)
-    with pytest.raises(FileExistsError):
-        EpisodeWriter(tmp_path, "aitw", source="x")
-    (tmp_path / "images" / "a").mkdir(parents=True)
-    (tmp_path / "images" / "a" / "0.png").write_bytes(b"old")
-    with EpisodeWriter(tmp_path, "aitw", source="x", overwrite=True):
+    assert list(tmp_path.iterdir()) == []
+
+    with EpisodeWriter(tmp_path / "s", "aitw", source="old") as w:
+        w.add(_trajectory("old", 1), {step_image_path("old", 0): b"old"})
+    with pytest.raises(FileExistsError, match="already holds a store"):
+        EpisodeWriter(tmp_path / "s", "aitw", source="x")
+    # A failed overwrite leaves the old store whole, screenshots included.
+    with pytest.raises(RuntimeError):
+        with EpisodeWriter(tmp_path / "s", "aitw", source="new", overwrite=True) as w:
+            w.add(_trajectory("new", 1), {step_image_path("new", 0): b"new"})
+            raise RuntimeError("reader crashed")
+    assert read_manifest(tmp_path / "s")["source"] == "old"
+    assert [t.episode_id for t in iter_episodes(tmp_path / "s")] == ["old"]
+    assert (tmp_path / "s" / "images" / "old" / "0.png").read_bytes() == b"old"
+    # A successful one replaces all of it: the old screenshots do not linger beside the new store.
+    with EpisodeWriter(tmp_path / "s", "aitw", source="new", overwrite=True):
         pass
-    assert not (tmp_path / "images").exists()
-    assert read_manifest(tmp_path)["episodes"] == 0
-    assert list(iter_episodes(tmp_path)) == []
+    assert not (tmp_path / "s" / "images").exists()
+    assert read_manifest(tmp_path / "s")["episodes"] == 0
+    assert list(iter_episodes(tmp_path / "s")) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]  # no hidden .partial or .old directory left
+
+
+def test_a_directory_that_is_not_a_store_is_never_replaced(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not part of a store .notes.txt"):
+        EpisodeWriter(tmp_path / "s", "aitw", source="x", overwrite=True)
+    assert (tmp_path / "s" / "notes.txt").read_text() == "mine"
+    (tmp_path / "empty").mkdir()
+    with EpisodeWriter(tmp_path / "empty", "aitw", source="x") as w:  # an empty directory is fine
+        w.add(_trajectory("a", 1))
+    assert read_manifest(tmp_path / "empty")["episodes"] == 1
 
 
 def test_samples_round_trip_and_validation(tmp_path):

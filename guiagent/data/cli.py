@@ -25,7 +25,8 @@ def convert_command(
     images: Optional[Path] = typer.Option(None, help="Screenshot directory for JSON datasets."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip corrupt records and count them."),
     limit: Optional[int] = typer.Option(None, min=1, help="Stop after this many episodes (or samples)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store at DST."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store at DST once the new "
+                                                              "conversion has succeeded."),
 ) -> None:
     """Convert a dataset into the episode store, with a progress bar."""
     from tqdm import tqdm
@@ -44,7 +45,7 @@ def convert_command(
         manifest = convert(dataset, src, dst, split=split, split_file=str(split_file) if split_file else None,
                            images=str(images) if images else None, skip_invalid=skip_invalid, limit=limit,
                            overwrite=overwrite, progress=progress)
-    except (DataError, ValueError, FileExistsError) as exc:
+    except (DataError, ValueError, OSError) as exc:  # OSError: FileExistsError, an unwritable DST, ...
         bar.close()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None

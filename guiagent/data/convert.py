@@ -62,6 +62,9 @@ def convert(dataset: str, src: str | os.PathLike, dst: str | os.PathLike, *, spl
             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Convert ``src`` (in ``dataset``'s official format) into a store at ``dst``.
 
+    The store is written beside ``dst`` and swapped in at the end (see :class:`EpisodeWriter`): a failed
+    conversion leaves ``dst`` as it was.
+
     Args:
         dataset: A key of :data:`DATASETS`.
         src: The dataset's files, as its reader documents.
@@ -72,7 +75,7 @@ def convert(dataset: str, src: str | os.PathLike, dst: str | os.PathLike, *, spl
         images: Screenshot directory for the JSON-based datasets.
         skip_invalid: Skip corrupt records and count them in the manifest instead of failing.
         limit: Stop after this many episodes (or samples).
-        overwrite: Replace an existing store at ``dst``.
+        overwrite: Replace an existing store at ``dst``, once the new conversion has succeeded.
         progress: Called after each unit with ``(units, steps)`` written so far.
 
     Returns:
@@ -80,7 +83,9 @@ def convert(dataset: str, src: str | os.PathLike, dst: str | os.PathLike, *, spl
 
     Raises:
         DataError: a corrupt record (without ``skip_invalid``), naming its file and record.
-        ValueError: unknown dataset, or an option this dataset does not take.
+        ValueError: unknown dataset, an option this dataset does not take, or ``dst`` is (or contains) the
+            source, its split file or its screenshots.
+        FileExistsError: ``dst`` holds a store (without ``overwrite``) or files that are not a store.
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
@@ -95,6 +100,11 @@ def convert(dataset: str, src: str | os.PathLike, dst: str | os.PathLike, *, spl
     unsupported = sorted(set(kwargs) - set(reader.options))
     if unsupported:
         raise ValueError(f"{dataset} takes no {', '.join(unsupported)}")
+    destination = os.path.realpath(dst)
+    for name, path in (("source", src), ("split file", split_file), ("screenshot directory", images)):
+        # Replacing the destination deletes everything in it, the data being converted included.
+        if path is not None and os.path.commonpath([destination, os.path.realpath(path)]) == destination:
+            raise ValueError(f"the destination {dst} is or contains the {name} {path}; write the store elsewhere")
     skips = Skips(skip_invalid=skip_invalid)
     with EpisodeWriter(dst, reader.store_name, source=str(src), split=split, overwrite=overwrite) as writer:
         for item, files in reader.read(src, skips=skips, **kwargs):
