@@ -7,6 +7,7 @@ imports (torch, transformers, adbutils) inside the command functions, so ``guiag
 from __future__ import annotations
 
 from pathlib import Path
+
 import typer
 
 from guiagent import __version__
@@ -57,9 +58,10 @@ def config_validate(file: Path = typer.Argument(..., help="YAML config file to c
     """Validate a config file strictly; unknown keys are reported with the closest valid key."""
     from guiagent.config import dump_config, load_config
     from guiagent.errors import ConfigError
+    from guiagent.schema import GuiAgentConfig
 
     try:
-        config = load_config(file)
+        config = load_config(file, GuiAgentConfig)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None

@@ -7,7 +7,9 @@ unknown or misspelt key fails with the file, the key path and the closest valid 
     ConfigError: configs/train.yaml: policy.max_pixles: unknown key (did you mean 'max_pixels'?)
 
 Each subsystem defines its section model in its own module on the :class:`StrictModel` base;
-:mod:`guiagent.schema` puts them together into the whole-file schema.
+:mod:`guiagent.schema` puts them together into the whole-file schema. This module sits below every
+section (it is imported by them), so the loader takes the model to validate against from its caller
+and never reaches up for the schema.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from __future__ import annotations
 import difflib
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from guiagent.errors import ConfigError
 
@@ -29,36 +31,6 @@ class StrictModel(BaseModel):
     """Base of every config model: unknown keys are errors, instances are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-# --- Sections ---------------------------------------------------------------------------------------------
-
-
-class ActionSpaceConfig(StrictModel):
-    """How actions are written by the model and mapped to the device."""
-
-    format: Literal["qwen25vl_mobile", "qwen25vl_computer", "qwen3vl_mobile", "qwen3vl_computer", "uis1"] = Field(
-        "qwen25vl_mobile", description="Model output format the policy writes and the parser reads."
-    )
-    min_pixels: int = Field(
-        3136, ge=784, description="smart_resize lower bound on the model image's pixel count (Qwen2.5-VL default 56*56)."
-    )
-    max_pixels: int = Field(
-        12845056, ge=784, description="smart_resize upper bound on the model image's pixel count (Qwen2.5-VL default 28*28*16384)."
-    )
-    factor: int = Field(28, ge=1, description="smart_resize patch multiple: 28 for Qwen2.5-VL, 32 for Qwen3-VL.")
-
-    def geometry(self, width: int, height: int):
-        """The :class:`guiagent.actions.ModelGeometry` of a ``width`` x ``height`` screenshot under these bounds.
-
-        The one resize rule for a policy's prompt (the image it sees, the resolution it is told) and for the
-        parser of its answers.
-        """
-        from guiagent.actions import model_geometry
-
-        return model_geometry(
-            width, height, factor=self.factor, min_pixels=self.min_pixels, max_pixels=self.max_pixels
-        )
 
 
 # --- Loading ----------------------------------------------------------------------------------------------
@@ -101,16 +73,9 @@ def _explain(error: ValidationError, model: type[BaseModel], source: str) -> Con
     return ConfigError(f"{source}: " + "; ".join(lines))
 
 
-def _default_model() -> type[BaseModel]:
-    from guiagent.schema import GuiAgentConfig  # imports every section; deferred to break the import cycle
-
-    return GuiAgentConfig
-
-
-def parse_config(data: Any, model: type[M] | None = None, source: str = "<config>") -> M:
-    """Validate an already-loaded mapping against ``model`` (default: the whole-file schema,
-    :class:`guiagent.schema.GuiAgentConfig`); errors name ``source`` and the key path."""
-    model = model or _default_model()
+def parse_config(data: Any, model: type[M], source: str = "<config>") -> M:
+    """Validate an already-loaded mapping against ``model`` (a whole file is
+    :class:`guiagent.schema.GuiAgentConfig`, a section its own model); errors name ``source`` and the key path."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -121,8 +86,8 @@ def parse_config(data: Any, model: type[M] | None = None, source: str = "<config
         raise _explain(exc, model, source) from None
 
 
-def load_config(path: str | Path, model: type[M] | None = None) -> M:
-    """Load a YAML file strictly into ``model`` (default: :class:`guiagent.schema.GuiAgentConfig`).
+def load_config(path: str | Path, model: type[M]) -> M:
+    """Load a YAML file strictly into ``model`` (a whole file is :class:`guiagent.schema.GuiAgentConfig`).
 
     Raises:
         ConfigError: the file is missing, not YAML, or does not validate (file, key path, closest key).

@@ -1,8 +1,9 @@
 """The schema of a whole guiagent config file: every section, each owned by the module it configures.
 
-``guiagent config validate FILE`` and :func:`guiagent.config.load_config` check files against
-:class:`GuiAgentConfig`. It lives apart from :mod:`guiagent.config` because the sections import the
-``StrictModel`` base from there.
+``guiagent config validate FILE`` checks files against :class:`GuiAgentConfig`
+(``load_config(path, GuiAgentConfig)``). It lives apart from :mod:`guiagent.config` because the sections
+import the ``StrictModel`` base from there, and sits at the top of the import layers with the CLI: it
+imports every section, from the action space up to the rollouts.
 
 One action space per file: the top-level ``actions`` section is the answer format and resize bounds of
 the policy. The prompt sections (``prompt`` and ``semi_online.prompt``) take it when they leave out their
@@ -16,8 +17,9 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from guiagent.actions import ActionSpaceConfig
 from guiagent.algos.config import AlgoConfig
-from guiagent.config import ActionSpaceConfig, StrictModel
+from guiagent.config import StrictModel
 from guiagent.envs.android.config import AndroidEnvConfig, AppiumEnvConfig
 from guiagent.policy.prompts import PromptConfig
 from guiagent.policy.serve import ServerConfig

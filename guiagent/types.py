@@ -24,6 +24,7 @@ from typing import Any
 
 JSONValue = Any  # a value json.dumps accepts: None, bool, int, float, str, list, dict
 Point = tuple[float, float]
+PixelBox = tuple[float, float, float, float]  # (x1, y1, x2, y2) in device pixels, x1 <= x2, y1 <= y2
 
 
 class ActionType(str, enum.Enum):
@@ -303,11 +304,21 @@ class Step:
         action: The canonical action executed, or None if the response did not parse.
         response: The policy's raw text output ("" for expert/dataset steps).
         parse_error: Why ``response`` did not parse, when ``action`` is None.
+        refused: Why the device refused to execute ``action`` (off screen, no equivalent on this device);
+            the episode goes on from the unchanged screen.
         reward: Step reward, when one was computed.
         logprobs: Per-token log-probs of the response under the sampling policy.
+        token_ids: The response's token ids as the policy generated them (same length as ``logprobs``);
+            the trainer scores exactly these tokens, never a re-tokenisation of ``response``.
+        matched: Whether the response's action matched the expert action at this step (semi-online
+            rollouts, offline evaluation); None where nobody judged it.
+        target_boxes: Boxes ``(x1, y1, x2, y2)`` in device pixels of the UI element(s) the expert action
+            at this step targets (dataset ground truth, the UI dump); empty when unknown.
+        patch: The text that stands for this step in every later prompt instead of ``response`` (UI-S1's
+            patch of a mismatched step, arXiv 2509.11543); None when the response itself stands.
         patched: True if this step is context only and never trained on. In UI-S1 semi-online rollouts the
             model's own mismatched response is a sample by default (DESIGN.md: "every generated step is a
-            sample") and the patch that replaces it in later prompts lives in ``info["patch"]``.
+            sample") and the patch that replaces it in later prompts is ``patch``.
         timings: Seconds spent per phase of the step (``{"policy": 0.21, "act": 0.05}``).
         info: Anything else, JSON values only.
     """
@@ -317,11 +328,21 @@ class Step:
     action: Action | None
     response: str = ""
     parse_error: str | None = None
+    refused: str | None = None
     reward: float | None = None
     logprobs: tuple[float, ...] | None = None
+    token_ids: tuple[int, ...] | None = None
+    matched: bool | None = None
+    target_boxes: tuple[PixelBox, ...] = ()
+    patch: str | None = None
     patched: bool = False
     timings: Mapping[str, float] = field(default_factory=dict)
     info: Mapping[str, JSONValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target_boxes", tuple(tuple(float(v) for v in box) for box in self.target_boxes))
+        if self.token_ids is not None:
+            object.__setattr__(self, "token_ids", tuple(int(t) for t in self.token_ids))
 
     def to_json(self) -> dict[str, JSONValue]:
         return to_json(self)
@@ -366,6 +387,8 @@ class Task:
         template: Task template / family name (``"SettingsToggleWifi"``), for per-template aggregation.
         max_steps: Step budget.
         params: Template parameters, JSON values only.
+        snapshot: The device snapshot the task starts from (an emulator AVD snapshot name); None uses the
+            env's configured default.
     """
 
     task_id: str
@@ -375,6 +398,7 @@ class Task:
     template: str = ""
     max_steps: int = 20
     params: Mapping[str, JSONValue] = field(default_factory=dict)
+    snapshot: str | None = None
 
     def to_json(self) -> dict[str, JSONValue]:
         return to_json(self)

@@ -105,3 +105,16 @@ def policy_screenshots():
             draw.text((30, top + 20), f"Item {row} screen {i}", fill=(255, 255, 255))
         shots.append(image)
     return shots
+
+
+@pytest.fixture(scope="session")
+def expert_store(tmp_path_factory):
+    """A trajectory store holding the MobileSim oracle's labelled episode of SettingsToggleWifi (seed 0)."""
+    from guiagent.data.store import TrajectoryStore
+    from guiagent.envs.sim.env import MobileSimEnv
+    from guiagent.envs.sim.tasks import make_task
+    from guiagent.rollout.experts import record_expert_episodes
+
+    root = tmp_path_factory.mktemp("experts")
+    record_expert_episodes(MobileSimEnv(), [make_task("SettingsToggleWifi", 0)], TrajectoryStore(root))
+    return root

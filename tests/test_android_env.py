@@ -8,6 +8,7 @@ anything the backend reports.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import socket
 import subprocess
@@ -16,16 +17,18 @@ import time
 
 import pytest
 
-from guiagent.envs.android.adb_env import AndroidEnv, private_adb_server, scroll_points, wait_for_device
+from guiagent.agent import OracleAgent, run_episode
+from guiagent.envs.android.adb_env import AndroidEnv, private_adb_server, wait_for_device
 from guiagent.envs.android.config import AndroidEnvConfig
 from guiagent.envs.sim.adbd import serve
 from guiagent.envs.sim.apps import LAUNCHER
 from guiagent.envs.sim.device import MobileSim
 from guiagent.envs.sim.emulator_grpc import serve_emulator
+from guiagent.envs.sim.env import mobilesim_evaluation, mobilesim_setup
 from guiagent.envs.sim.oracle import UIScreen, plan_actions
 from guiagent.envs.sim.tasks import TEMPLATES, make_task
 from guiagent.errors import ActionError, DeviceError, DeviceLost, DeviceNotReady, DeviceTimeout
-from guiagent.types import Action, ActionType, Direction
+from guiagent.types import Action, Direction
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("adb") is None, reason="needs the Debian adb binary (scripts/run.sh installs it)"),
@@ -42,7 +45,7 @@ def adb_port():
 
 def _config(serial: str, adb_port: int, **overrides) -> AndroidEnvConfig:
     values = dict(serial=serial, adb_server_port=adb_port, start_adb_server=False, launcher_package=LAUNCHER,
-                  timeout=5.0, ready_timeout=10.0)
+                  timeout=5.0, ready_timeout=10.0, observe_a11y=True)
     values.update(overrides)
     return AndroidEnvConfig(**values)
 
@@ -54,7 +57,8 @@ def _served(adb_port: int, adb_keyboard: bool = True, **overrides):
     adbd = serve(sim, adb_keyboard=adb_keyboard)
     env = None
     try:
-        env = AndroidEnv(_config(adbd.serial, adb_port, **overrides), task_setup=lambda env, task: sim.reset(task))
+        env = AndroidEnv(_config(adbd.serial, adb_port, **overrides), task_setup=mobilesim_setup(sim),
+                         task_evaluation=mobilesim_evaluation(sim))
         yield sim, adbd, env
     finally:
         if env is not None:
@@ -67,18 +71,6 @@ def _served(adb_port: int, adb_keyboard: bool = True, **overrides):
 def device(adb_port):
     with _served(adb_port) as served:
         yield served
-
-
-def _run_expert(env: AndroidEnv, sim: MobileSim, task) -> int:
-    """Let the oracle play ``task`` through ``env``, planning from the UI dump read over adb."""
-    env.reset(task)
-    steps = 0
-    for action in plan_actions(task, lambda: (env.ui_dump(), env.screen_size)):
-        if action.type is ActionType.ANSWER:
-            sim.record_answer(action.text)  # the episode runner reports answers; the device only shows screens
-        env.execute(action)
-        steps += 1
-    return steps
 
 
 def test_observation_matches_the_simulated_screen(device):
@@ -94,8 +86,10 @@ def test_oracle_completes_every_template_through_adb(device):
     apps_done: set[str] = set()
     for name in TEMPLATES:
         task = make_task(name, seed=3)
-        _run_expert(env, sim, task)
-        assert sim.is_successful(task), f"{name} failed through adb"
+        # The oracle plans from the uiautomator dump read over adb; the env judges through the task hook.
+        trajectory = run_episode(env, task, OracleAgent(), policy_version="expert")
+        assert trajectory.outcome.success, f"{name} failed through adb"
+        assert sim.is_successful(task)
         apps_done.add(name[:4])
     assert len(apps_done) >= 6  # settings, contacts, browser, shopping, clock, calculator
     assert env.counters == {"retries": 0, "reconnects": 0, "timeouts": 0, "lost": 0}
@@ -116,16 +110,6 @@ def test_actions_reach_the_device(device):
         env.execute(Action.click(2000, 10))  # off screen: rejected before touching the device
     with pytest.raises(ActionError):
         env.execute(Action.open_app("NoSuchApp"))
-
-
-def test_scroll_moves_the_finger_against_the_view():
-    # 1080x2400, travel 0.5 * 2400 = 1200 around the centre (540, 1200).
-    assert scroll_points(Action.scroll("down"), (1080, 2400), 0.5) == ((540, 1800), (540, 600))
-    assert scroll_points(Action.scroll("up"), (1080, 2400), 0.5) == ((540, 600), (540, 1800))
-    # 0.5 * 1080 = 540 around x = 540; scrolling right drags the content left.
-    assert scroll_points(Action.scroll("right"), (1080, 2400), 0.5) == ((810, 1200), (270, 1200))
-    # Clamped inside the screen when the anchor sits near an edge.
-    assert scroll_points(Action.scroll("down", point=(100, 2300), amount=600), (1080, 2400), 0.5) == ((100, 2398), (100, 2000))
 
 
 def test_wait_ready_names_the_check_that_failed(device):
@@ -268,6 +252,23 @@ def test_reset_loads_the_snapshot(emulator, adb_port, method):
         env.close()
 
 
+def test_the_task_names_its_snapshot(emulator, adb_port):
+    """A Task's snapshot overrides the env's configured one: one device serves tasks with different starts."""
+    sim, emu = emulator
+    task = dataclasses.replace(make_task("ClockToggleAlarm", seed=1), snapshot="alarm-start")
+    sim.reset(task)
+    emu.store.save("alarm-start")
+    env = AndroidEnv(_config(emu.serial, adb_port, snapshot_name="never-saved"), task_setup=None,
+                     task_evaluation=mobilesim_evaluation(sim))
+    try:
+        start = env.reset(task).screenshot
+        trajectory = run_episode(env, task, OracleAgent(), policy_version="expert")
+        assert trajectory.outcome.success
+        assert env.reset(task).screenshot == start and not env.evaluate(task).success
+    finally:
+        env.close()
+
+
 def test_missing_snapshot_is_an_error_not_a_silent_reset(emulator, adb_port):
     _, emu = emulator
     env = AndroidEnv(_config(emu.serial, adb_port, snapshot_name="never-saved"))
@@ -331,7 +332,6 @@ def test_grpc_screenshot_touch_and_keys(emulator, adb_port):
 
 def test_guiagent_sim_adbd_command_serves_a_device(adb_port):
     import sys
-
     from pathlib import Path
 
     entry = Path(sys.executable).with_name("guiagent")  # the installed console script

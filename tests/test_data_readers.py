@@ -194,6 +194,12 @@ def test_odyssey_keeps_sam2_bbox_and_converts_0_1000_coordinates(tmp_path):
     assert clicks and "sam2_bbox" in clicks[0].info["odyssey"]
     x, y = clicks[0].info["odyssey"]["info"][0]
     assert clicks[0].action.point == pytest.approx((x * 108 / 1000, y * 240 / 1000))
+    # The clicked element's box is the step's target, in device pixels like the action.
+    x1, y1, x2, y2 = clicks[0].info["odyssey"]["sam2_bbox"]
+    (box,) = clicks[0].target_boxes
+    assert box == pytest.approx((x1 * 0.108, y1 * 0.24, x2 * 0.108, y2 * 0.24))
+    steps = [s for t, _ in episodes for s in t.steps]
+    assert all(bool(s.target_boxes) == ("sam2_bbox" in s.info["odyssey"]) for s in steps)
     keys = [s for t, _ in episodes for s in t.steps if s.info["odyssey"]["info"] in ("KEY_HOME", "KEY_BACK")]
     assert keys and keys[0].action.button in (SystemButton.HOME, SystemButton.BACK)
     split = tmp_path / "splits" / "random_split.json"
@@ -215,6 +221,7 @@ def test_uis1_jsonl_resolves_screenshots_and_keeps_check_options(tmp_path):
     raw = lines[0]["steps"][0]
     step = episodes[0][0].steps[0]
     assert step.info["uis1"]["check_options"] == raw["check_options"]
+    assert step.target_boxes == tuple(tuple(b) for b in raw["check_options"]["candidate_bbox"]) != ()
     assert raw["action_content"]["action"] == "click"
     assert step.action.type is ActionType.CLICK and step.action.point == tuple(raw["action_content"]["coordinate"])
     swipe = episodes[0][0].steps[1]

@@ -44,10 +44,14 @@ def test_quick_demo_runs_every_phase_and_reports_honest_numbers(tmp_path):
     assert all(p["status"] == "ok" and p["seconds"] > 0 for p in report["phases"])
     assert "not part of the demo" in report["not_included"]
 
-    # Expert data: one store episode per task, screenshots as files.
+    # Expert data: one trajectory-store episode per task, screenshots as files, labelled like UI-S1 data.
+    from guiagent.data.store import TrajectoryStore
+
     assert report["data"]["episodes"] == 2
-    assert (out / "data" / "manifest.json").exists()
+    experts = list(TrajectoryStore(out / "data", create=False))
+    assert len(experts) == 2 and sum(map(len, experts)) == report["data"]["steps"]
     assert len(list((out / "data" / "images").rglob("*.png"))) == report["data"]["steps"]
+    assert all(s.target_boxes for e in experts for s in e.steps if s.action.type.value == "click")
 
     # SFT warm-up on the expert store: 30 steps take the cross-entropy from random-init level to near zero.
     sft = report["sft"]
@@ -61,7 +65,9 @@ def test_quick_demo_runs_every_phase_and_reports_honest_numbers(tmp_path):
     model = [e for e in report["online"]["episodes"] if e["agent"] != "oracle"]
     assert len(oracle) == 2 and all(e["success"] for e in oracle)
     assert model and all(e["agent"] == sft["policy_version"] and e["parsed_actions"] >= 1 for e in model)
-    assert (out / "online" / "episodes.jsonl").exists()
+    online = TrajectoryStore(out / "online", create=False)
+    assert len(online) == len(report["online"]["episodes"])
+    assert all(t.info["end"] in ("terminate", "budget") for t in online)  # written by the one agent loop
 
     # Offline SOP: the oracle's own actions as model text are the upper bound.
     assert report["offline_eval"]["oracle_text"]["sop"] == {

@@ -244,7 +244,7 @@ def test_seeclick_ground_truth_scrolls_use_the_fixed_gesture():
 def test_seeclick_split_store_scores_every_subset(tmp_path):
     import json
 
-    from guiagent.config import ActionSpaceConfig
+    from guiagent.actions import ActionSpaceConfig
     from guiagent.data import samples
     from guiagent.data.convert import convert
     from guiagent.data.store import iter_episodes

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from guiagent.actions import format_action
-from guiagent.config import ActionSpaceConfig
+from guiagent.actions import ActionSpaceConfig, format_action
 from guiagent.data.store import EpisodeWriter
 from guiagent.eval import androidcontrol as ac
 from guiagent.eval.androidcontrol import StepAction, StepResult, match_step, sop_metrics, step_metrics
@@ -49,6 +48,9 @@ def test_type_text_containment_either_way():
     )  # gt inside pred
     assert match_step(pred(Action.type_text("painting")), target) == (True, False)
     assert match_step(pred(Action.open_app("Sculpture Art")), target) == (False, False)
+    # As in the reference's check_text, "" is contained in every text: typing nothing matches here (the
+    # training rewards refuse that, tests/test_rewards_matching.py).
+    assert match_step(pred(Action.type_text(" ")), target) == (True, True)
 
 
 def test_open_by_text_or_click_in_candidate_box():

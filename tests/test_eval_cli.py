@@ -13,8 +13,7 @@ import sys
 
 import pytest
 
-from guiagent.actions import format_action, model_geometry
-from guiagent.config import ActionSpaceConfig
+from guiagent.actions import ActionSpaceConfig, format_action, model_geometry
 from guiagent.data import samples
 from guiagent.data.convert import convert
 from guiagent.data.store import iter_episodes, iter_samples

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from guiagent.config import ActionSpaceConfig
+from guiagent.actions import ActionSpaceConfig
 from guiagent.data import samples
 from guiagent.data.convert import convert
 from guiagent.data.store import iter_episodes

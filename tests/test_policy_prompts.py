@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from guiagent.config import ActionSpaceConfig
+from guiagent.actions import ActionSpaceConfig
 from guiagent.errors import PolicyError
 from guiagent.policy.prompts import (
     HistoryStep,

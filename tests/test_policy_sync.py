@@ -9,7 +9,13 @@ import torch
 from safetensors import safe_open
 
 from guiagent.errors import WeightSyncError
-from guiagent.policy.sync import LoraSync, NcclSync, checkpoint_name, checkpoint_state_dict, vllm_parameter_name
+from guiagent.policy.sync import (
+    LoraSync,
+    NcclSync,
+    checkpoint_name,
+    checkpoint_state_dict,
+    vllm_parameter_name,
+)
 
 LANGUAGE_LORA = r".*language_model.*\.(q_proj|v_proj|gate_proj)"
 

@@ -123,12 +123,11 @@ def test_serve_cli_serves_until_sigterm_then_stops_everything(tiny_qwen25vl, tmp
     import sys
 
     import psutil
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
 
     from guiagent.net import free_port
     from guiagent.policy.serve import wait_until_healthy
-
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForImageTextToText
 
     adapter = tmp_path / "adapter-v0"
     base = AutoModelForImageTextToText.from_pretrained(tiny_qwen25vl)

@@ -1,4 +1,4 @@
-"""Format checks (model text -> StepSample), the registry, and the task-success reward."""
+"""Format checks (model text -> RewardInput), the registry, and the task-success reward."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from guiagent.actions import format_action, model_geometry
 from guiagent.errors import ConfigError
 from guiagent.rewards import (
     RULE_PRESETS,
+    RewardInput,
     RuleMemoryJudge,
-    StepSample,
     available_rewards,
     extract_think,
     get_reward,
@@ -125,7 +125,7 @@ def test_register_a_new_reward():
     try:
 
         @register_reward("test_constant")
-        def constant(sample: StepSample, *, value: float = 0.5) -> float:
+        def constant(sample: RewardInput, *, value: float = 0.5) -> float:
             return value
 
         assert get_reward("test_constant")(None, value=0.25) == 0.25
@@ -141,17 +141,17 @@ def test_task_success_comes_from_the_environment_not_the_agent():
     for status in (EpisodeStatus.FAILURE, EpisodeStatus.TIMEOUT, EpisodeStatus.ERROR):
         assert task_success_reward(Outcome(status)) == 0.0
     # The agent claims success; the environment's check says failure: no reward.
-    claim = StepSample(
+    claim = RewardInput(
         response="",
         action=Action.terminate("success"),
         screen_size=SCREEN,
         outcome=Outcome(EpisodeStatus.FAILURE),
     )
     assert get_reward("task_success")(claim) == 0.0
-    quiet = StepSample(response="", action=None, screen_size=SCREEN, outcome=Outcome(EpisodeStatus.SUCCESS))
+    quiet = RewardInput(response="", action=None, screen_size=SCREEN, outcome=Outcome(EpisodeStatus.SUCCESS))
     assert get_reward("task_success")(quiet, failure=-1.0) == 1.0
     with pytest.raises(ValueError, match="outcome"):
-        get_reward("task_success")(StepSample(response="", action=None, screen_size=SCREEN))
+        get_reward("task_success")(RewardInput(response="", action=None, screen_size=SCREEN))
 
 
 def test_reward_config_calls_the_registered_reward():
@@ -159,7 +159,7 @@ def test_reward_config_calls_the_registered_reward():
     from guiagent.rewards import RewardConfig
 
     cfg = parse_config({"name": "rule", "options": {"preset": "gta1"}}, RewardConfig)
-    sample = StepSample(
+    sample = RewardInput(
         response="", action=Action.click(500, 1150), screen_size=SCREEN, expert=EXPERT, expert_box=BOX
     )
     assert cfg(sample) == 1.0

@@ -22,8 +22,8 @@ from guiagent.rewards import (
     LLMJudgeConfig,
     LLMMemoryJudge,
     MemoryJudge,
+    RewardInput,
     RuleMemoryJudge,
-    StepSample,
     get_reward,
     har_action_reward,
     har_reward,
@@ -80,21 +80,21 @@ def test_har_reward_with_and_without_memory_and_format():
 def test_registered_har_reward():
     fn = get_reward("har")
     base = {"response": "", "screen_size": SCREEN, "expert": CLICK, "expert_box": BOX}
-    hit = StepSample(
+    hit = RewardInput(
         action=Action.click(150, 250), think="as I opened the menu before", memory_used=True, **base
     )
     assert fn(hit) == pytest.approx(2.2)
     assert fn(
-        StepSample(action=Action.click(150, 250), think="t", memory_used=False, **base)
+        RewardInput(action=Action.click(150, 250), think="t", memory_used=False, **base)
     ) == pytest.approx(2.0)
     # Parse failure: fmt = 0 -> 0, even with memory credit.
-    assert fn(StepSample(action=None, think="I already typed it", memory_used=True, **base)) == 0.0
+    assert fn(RewardInput(action=None, think="I already typed it", memory_used=True, **base)) == 0.0
     # No reasoning block: fmt = 0 (unless the config says the format has none).
-    no_think = StepSample(action=Action.click(150, 250), think=None, memory_used=True, **base)
+    no_think = RewardInput(action=Action.click(150, 250), think=None, memory_used=True, **base)
     assert fn(no_think) == 0.0
     assert fn(no_think, config={"require_think": False}) == pytest.approx(2.2)
     with pytest.raises(ValueError, match="memory_used"):
-        fn(StepSample(action=CLICK, think="t", **base))
+        fn(RewardInput(action=CLICK, think="t", **base))
 
 
 @settings(max_examples=300, deadline=None)
@@ -276,10 +276,10 @@ def test_with_memory_verdicts_asks_only_for_parsed_reasoned_samples(fake_llm):
         "history": ("Opened menu",),
     }
     samples = [
-        StepSample(action=CLICK, think="I opened the menu", **base),
-        StepSample(action=None, think="I opened the menu", **base),  # parse failure: not asked
-        StepSample(action=CLICK, think=None, **base),  # no reasoning: not asked
-        StepSample(action=CLICK, think="menu is open", **base),
+        RewardInput(action=CLICK, think="I opened the menu", **base),
+        RewardInput(action=None, think="I opened the menu", **base),  # parse failure: not asked
+        RewardInput(action=CLICK, think=None, **base),  # no reasoning: not asked
+        RewardInput(action=CLICK, think="menu is open", **base),
     ]
     judged = with_memory_verdicts(samples, judge, max_workers=2)
     assert [s.memory_used for s in judged] == [True, False, False, True]

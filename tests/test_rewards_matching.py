@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guiagent.rewards import StepSample, get_reward, match_action, text_contains, token_f1, uis1_step_reward
+from guiagent.rewards import RewardInput, get_reward, match_action, text_contains, token_f1, uis1_step_reward
 from guiagent.rewards.matching import MatchResult, enlarge_box, finger_direction
 from guiagent.types import Action, ActionType, Direction, SystemButton
 
@@ -138,6 +138,9 @@ def test_token_f1_and_containment_helpers():
     assert token_f1("The Cat!", "cat") == 1.0  # case, punctuation and articles normalised away
     assert token_f1("", "cat") == 0.0 and token_f1("the", "a") == 1.0  # both normalise to nothing
     assert text_contains("abc", "xabcx") and not text_contains("", "abc") and text_contains("", " ")
+    # UI-S1's own rule ("" is in every string), which the AndroidControl evaluator reproduces.
+    assert text_contains("", "abc", empty_matches=True) and text_contains(None, "abc", empty_matches=True)
+    assert not match_action(Action.type_text(" "), Action.type_text("milk"), None, SCREEN).exact_match
 
 
 # --- the UI-S1 step reward --------------------------------------------------------------------------------
@@ -170,13 +173,13 @@ def test_uis1_reward_rejects_unknown_variant():
 def test_registered_uis1_step_reward():
     fn = get_reward("uis1_step")
     base = {"response": "", "screen_size": SCREEN, "expert": EXPERT_CLICK, "expert_box": BOX}
-    assert fn(StepSample(action=Action.click(150, 250), think="tap it", **base)) == 1.0
-    assert fn(StepSample(action=Action.click(150, 250), think=None, **base)) == 0.0
-    assert fn(StepSample(action=Action.click(150, 250), think=None, **base), require_think=False) == 1.0
-    assert fn(StepSample(action=Action.click(900, 900), think="x", **base)) == pytest.approx(0.5)
-    assert fn(StepSample(action=None, think="x", **base), variant="code") == pytest.approx(0.1)
+    assert fn(RewardInput(action=Action.click(150, 250), think="tap it", **base)) == 1.0
+    assert fn(RewardInput(action=Action.click(150, 250), think=None, **base)) == 0.0
+    assert fn(RewardInput(action=Action.click(150, 250), think=None, **base), require_think=False) == 1.0
+    assert fn(RewardInput(action=Action.click(900, 900), think="x", **base)) == pytest.approx(0.5)
+    assert fn(RewardInput(action=None, think="x", **base), variant="code") == pytest.approx(0.1)
     with pytest.raises(ValueError, match="expert"):
-        fn(StepSample(action=None, response="", screen_size=SCREEN))
+        fn(RewardInput(action=None, response="", screen_size=SCREEN))
 
 
 # --- properties -----------------------------------------------------------------------------------------

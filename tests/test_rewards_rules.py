@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guiagent.errors import ConfigError, DataError
-from guiagent.rewards import RULE_PRESETS, RuleRewardConfig, StepSample, get_reward, rule_preset, rule_reward
+from guiagent.rewards import RULE_PRESETS, RewardInput, RuleRewardConfig, get_reward, rule_preset, rule_reward
 from guiagent.rewards.rules import segui_point_decay
 from guiagent.types import Action
 from tests.test_rewards_matching import actions, boxes, screens
@@ -137,7 +137,7 @@ def test_missing_box_is_a_data_error_and_config_is_strict():
 
 def test_registered_rule_reward():
     fn = get_reward("rule")
-    sample = StepSample(
+    sample = RewardInput(
         response="",
         action=Action.click(150, 250),
         screen_size=SCREEN,

@@ -7,18 +7,18 @@ case runs the real tiny Qwen2.5-VL through the local backend.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pytest
 from PIL import Image
 
-from guiagent.actions import format_action
+from guiagent.actions import ActionSpaceConfig, format_action
 from guiagent.algos import AdvantageBatch, get_advantage
-from guiagent.config import ActionSpaceConfig
 from guiagent.errors import ConfigError, DataError, PolicyError
 from guiagent.policy.base import Generation
-from guiagent.policy.prompts import PromptConfig
-from guiagent.rollout.semi_online import SemiOnlineConfig, history_for, semi_online_rollouts
+from guiagent.policy.prompts import PromptConfig, history_from_steps
+from guiagent.rollout.semi_online import SemiOnlineConfig, semi_online_rollouts
 from guiagent.types import Action, Observation, Step, Trajectory
 
 W, H = 280, 560
@@ -49,7 +49,7 @@ def _expert(episode_id: str = "e0", n_steps: int = 3) -> Trajectory:
             index=i,
             observation=Observation(W, H, screenshot=_png(40 * i), instruction="buy milk"),
             action=EXPERT_ACTIONS[i],
-            info={"uis1": {"check_options": {"candidate_bbox": [[60, 150, 160, 250]]}}} if i == 0 else {},
+            target_boxes=[(60, 150, 160, 250)] if i == 0 else (),
         )
         for i in range(n_steps)
     ]
@@ -127,10 +127,10 @@ def test_matching_rollouts_run_to_the_expert_end_in_one_batched_call_per_round()
                 and traj.seed == 7
             )
             assert [s.reward for s in traj.steps] == [1.0, 1.0, 1.0]
-            assert [s.info["matched"] for s in traj.steps] == [True, True, True]
+            assert [s.matched for s in traj.steps] == [True, True, True]
             assert [s.info["seed"] for s in traj.steps] == [0, 1, 2]
             assert all(
-                s.logprobs == (-0.1, -0.2, -0.3) and s.info["token_ids"] == [5, 6, 7] for s in traj.steps
+                s.logprobs == (-0.1, -0.2, -0.3) and s.token_ids == (5, 6, 7) for s in traj.steps
             )
     # The prompt holds the model's own earlier answers: round 2 sees both previous responses.
     assert RIGHT[0] in _prompt_text(model.requests[2][0]) and RIGHT[1] in _prompt_text(model.requests[2][0])
@@ -146,14 +146,24 @@ def test_mismatch_is_patched_once_then_the_next_mismatch_ends_the_rollout():
     assert len(ok) == 3 and ok.info["end"] == "expert_end"
     assert len(bad) == 2 and bad.info["end"] == "mismatch" and bad.info["patches_used"] == 1
     assert [s.reward for s in bad.steps] == [0.5, 0.0]
-    assert [s.info["matched"] for s in bad.steps] == [False, False]
-    assert bad.steps[0].info["patch"] == {"kind": "thought_free", "response": RIGHT[0]}
-    assert "patch" not in bad.steps[1].info  # no budget left: not patched, the rollout ends here
+    assert [s.matched for s in bad.steps] == [False, False]
+    assert bad.steps[0].patch == RIGHT[0] and bad.info["patch_kind"] == "thought_free"
+    assert bad.steps[1].patch is None  # no budget left: not patched, the rollout ends here
     assert bad.steps[1].action is None and bad.steps[1].parse_error
     # The patch, not the wrong click, is what the next round's prompt shows.
     round1 = _prompt_text(model.requests[1][1])
     assert RIGHT[0] in round1 and WRONG_CLICK not in round1
-    assert [h.response for h in history_for(bad, 1)] == [RIGHT[0]]
+    assert [h.response for h in history_from_steps(bad.steps[:1])] == [RIGHT[0]]
+
+
+def test_clicks_are_judged_against_the_expert_target_box():
+    # (165, 255) is 0.21 (normalised) from the expert point (110, 200), but inside its target box
+    # (60..160, 150..250) enlarged 1.2x about its centre: 50..170 x 140..260. It matches only with the box.
+    edge = _text(Action.click(165, 255))
+    boxed = _expert("a", n_steps=1)
+    bare = dataclasses.replace(boxed, steps=(dataclasses.replace(boxed.steps[0], target_boxes=()),))
+    _, groups = _run([[edge, edge]], [boxed, bare], n_rollouts=1, patch_budget=0)
+    assert [g[0].steps[0].matched for g in groups] == [True, False]
 
 
 def test_zero_patch_budget_ends_at_the_first_mismatch():
@@ -174,7 +184,7 @@ def test_patched_steps_are_samples_by_default_and_the_patch_is_context_only():
     assert batch.rewards.tolist() == [1, 1, 1, 0.5, 1, 1, 0, 0]
     assert batch.matched.tolist() == [True, True, True, False, True, True, False, False]
     assert batch.mask.all()  # every generated response is a training sample
-    patches = [s.info["patch"]["response"] for t in groups[0] for s in t.steps if "patch" in s.info]
+    patches = [s.patch for t in groups[0] for s in t.steps if s.patch is not None]
     responses = [s.response for t in groups[0] for s in t.steps]
     assert (
         patches == [RIGHT[0], RIGHT[0]] and responses[3] == WRONG_CLICK
@@ -239,9 +249,9 @@ def test_qwen3vl_rollouts_prompt_parse_and_patch_in_relative_coordinates():
     good, patched = semi_online_rollouts(model, [_expert(n_steps=2)], config)[0]
     system = model.requests[0][0].messages[0]["content"]
     assert "integers from 0 to 999" in system and '"name": "mobile_use"' in system
-    assert good.steps[0].reward == 1.0 and good.steps[0].info["matched"]
-    assert patched.steps[0].reward == 0.5 and not patched.steps[0].info["matched"]
-    assert patched.steps[0].info["patch"]["response"] == right
+    assert good.steps[0].reward == 1.0 and good.steps[0].matched
+    assert patched.steps[0].reward == 0.5 and not patched.steps[0].matched
+    assert patched.steps[0].patch == right
     assert patched.info["format"] == "qwen3vl_mobile"
 
 
@@ -254,10 +264,10 @@ def test_uis1_format_needs_the_think_block_and_patches_with_an_empty_thought():
         model, [_expert(n_steps=2)], SemiOnlineConfig(prompt=PromptConfig(actions=space), n_rollouts=2)
     )
     good, bare = groups[0]
-    assert good.steps[0].reward == 1.0 and good.steps[0].info["matched"]
+    assert good.steps[0].reward == 1.0 and good.steps[0].matched
     # Right action but no <think>: fmt = 0 gates the whole reward; the action still matched.
-    assert bare.steps[0].reward == 0.0 and bare.steps[0].info["matched"] and "patch" not in bare.steps[0].info
-    assert good.steps[1].info["patch"]["response"].startswith("<think>\n\n</think>")
+    assert bare.steps[0].reward == 0.0 and bare.steps[0].matched and bare.steps[0].patch is None
+    assert good.steps[1].patch.startswith("<think>\n\n</think>")
 
 
 def test_on_policy_thought_patch_asks_the_policy_with_a_next_action_hint():
@@ -272,11 +282,7 @@ def test_on_policy_thought_patch_asks_the_policy_with_a_next_action_hint():
     assert model.batch_sizes == [2, 1, 2, 2]
     hint = _prompt_text(model.requests[1][0])
     assert "Hint: the correct next action is" in hint and RIGHT[0] in hint
-    patch = groups[0][1].steps[0].info["patch"]
-    assert patch == {
-        "kind": "on_policy_thought",
-        "response": _text(EXPERT_ACTIONS[0], thought="the row at the top is the target"),
-    }
+    assert groups[0][1].steps[0].patch == _text(EXPERT_ACTIONS[0], thought="the row at the top is the target")
     assert "the row at the top is the target" in _prompt_text(model.requests[2][1])
     assert groups[0][1].info["patch_kind"] == "on_policy_thought" and len(groups[0][1]) == 3
 
@@ -287,9 +293,7 @@ def test_off_policy_thought_patch_asks_the_auxiliary_model():
     config = SemiOnlineConfig(prompt=PROMPT, n_rollouts=1, patch_kind="off_policy_thought")
     ((traj,),) = semi_online_rollouts(model, [_expert()], config, thought_policy=writer)
     assert model.batch_sizes == [1, 1, 1] and writer.batch_sizes == [1]
-    assert traj.steps[0].info["patch"]["response"] == _text(
-        EXPERT_ACTIONS[0], thought="because the box says Wi-Fi"
-    )
+    assert traj.steps[0].patch == _text(EXPERT_ACTIONS[0], thought="because the box says Wi-Fi")
     with pytest.raises(ConfigError, match="thought_policy"):
         semi_online_rollouts(model, [_expert()], config)
 
@@ -316,12 +320,12 @@ def test_expert_steps_without_an_action_are_rejected():
 
 @pytest.mark.timeout(300)
 def test_tiny_model_rollouts_on_simulator_expert_screens(tiny_qwen25vl):
+    from guiagent.agent import OracleAgent, run_episode
     from guiagent.envs.sim.env import MobileSimEnv
-    from guiagent.envs.sim.oracle import run_oracle
     from guiagent.envs.sim.tasks import make_task
     from guiagent.policy.local import LocalPolicy
 
-    expert = run_oracle(MobileSimEnv(), make_task("SettingsToggleWifi", 0))
+    expert = run_episode(MobileSimEnv(), make_task("SettingsToggleWifi", 0), OracleAgent(), policy_version="expert")
     policy = LocalPolicy.from_pretrained(tiny_qwen25vl)
     # On-policy thought patches: the hint call goes through the real processor and chat template too.
     config = SemiOnlineConfig(
@@ -336,10 +340,10 @@ def test_tiny_model_rollouts_on_simulator_expert_screens(tiny_qwen25vl):
         assert traj.policy_version == policy.name and 1 <= len(traj) <= len(expert)
         for step in traj.steps:
             assert step.reward in (0.0, 0.1, 0.5, 1.0)
-            assert len(step.logprobs) == len(step.info["token_ids"]) >= 1
+            assert len(step.logprobs) == len(step.token_ids) >= 1
             assert step.observation is expert.steps[step.index].observation
-            if "patch" in step.info:  # the patch carries the expert action, whatever the thought
-                assert step.info["patch"]["response"].rstrip().endswith("</tool_call>")
+            if step.patch is not None:  # the patch carries the expert action, whatever the thought
+                assert step.patch.rstrip().endswith("</tool_call>")
     batch = AdvantageBatch.from_trajectories(groups)
     assert len(get_advantage("uis1")(batch)) == sum(len(t) for t in groups[0])
 
@@ -360,7 +364,7 @@ def test_rollouts_through_the_vllm_client(vllm_server):
         assert traj.policy_version == "tiny" and 1 <= len(traj) <= 3
         for step in traj.steps:
             assert step.reward in (0.0, 0.1, 0.5, 1.0)
-            assert len(step.logprobs) == len(step.info["token_ids"]) >= 1
+            assert len(step.logprobs) == len(step.token_ids) >= 1
     assert len(get_advantage("uis1")(AdvantageBatch.from_trajectories(groups))) == sum(
         len(t) for g in groups for t in g
     )

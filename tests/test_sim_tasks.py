@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from guiagent.agent import OracleAgent, run_episode
 from guiagent.envs.sim.apps import APPS
 from guiagent.envs.sim.device import MobileSim
 from guiagent.envs.sim.env import MobileSimEnv
-from guiagent.envs.sim.oracle import PLANNERS, UIScreen, expert_actions, plan_actions, run_oracle
+from guiagent.envs.sim.oracle import PLANNERS, UIScreen, expert_actions, plan_actions
 from guiagent.envs.sim.tasks import TEMPLATES, all_tasks, make_task
 from guiagent.types import Action, ActionType, Task, Trajectory
 
@@ -54,9 +55,9 @@ def test_oracle_completes_every_template_and_success_comes_from_state(name):
     for seed in SEEDS:
         task = make_task(name, seed)
         env.reset(task)
-        assert not env.is_successful(task), f"{task.task_id} is already done at reset"
+        assert not env.evaluate(task).success, f"{task.task_id} is already done at reset"
         actions = _play(env.sim, env, task)
-        assert env.is_successful(task), f"{task.task_id}: {[a.type.value for a in actions]}"
+        assert env.evaluate(task).success, f"{task.task_id}: {[a.type.value for a in actions]}"
         assert actions[-1].type is ActionType.TERMINATE and len(actions) <= task.max_steps
         assert (actions[-2].type is ActionType.ANSWER) == TEMPLATES[name].answer
 
@@ -68,7 +69,7 @@ def test_oracle_solves_any_seed(name, seed):
     task = make_task(name, seed)
     env.reset(task)
     _play(env.sim, env, task)
-    assert env.is_successful(task), task.task_id
+    assert env.evaluate(task).success, task.task_id
 
 
 @pytest.mark.parametrize("name", list(TEMPLATES))
@@ -80,7 +81,7 @@ def test_claiming_success_without_doing_the_task_fails(name):
     if TEMPLATES[name].answer:
         env.execute(Action.answer("42"))
     env.execute(Action.terminate("success"))
-    assert not env.is_successful(task)
+    assert not env.evaluate(task).success
 
 
 def test_wrong_action_sequences_do_not_succeed():
@@ -90,7 +91,7 @@ def test_wrong_action_sequences_do_not_succeed():
     env.reset(task)
     env.execute(Action.open_app("Settings"))
     env.execute(Action.click(*UIScreen(env.sim.dump_ui_xml(), env.sim.size).first(rid="bluetooth").center))
-    assert not env.is_successful()
+    assert not env.evaluate(task).success
     # Searching for something else.
     task = make_task("BrowserSearchQuery", 0)
     env.reset(task)
@@ -98,18 +99,18 @@ def test_wrong_action_sequences_do_not_succeed():
     env.execute(Action.click(*UIScreen(env.sim.dump_ui_xml(), env.sim.size).first(rid="url_bar").center))
     env.execute(Action.type_text(task.params["query"] + " reviews"))
     env.execute(Action.system_button("enter"))
-    assert not env.is_successful()
+    assert not env.evaluate(task).success
     # The expert's plan for one task does not solve another task of the same app.
     task, other = make_task("ContactsEditPhone", 1), make_task("ContactsFavoriteContact", 1)
     env.reset(task)
     for action in expert_actions(env.sim, other):
         env.execute(action)
-    assert not env.is_successful(task)
+    assert not env.evaluate(task).success
     # Answering with the wrong number.
     task = make_task("CalculatorAnswerProduct", 2)
     env.reset(task)
     env.execute(Action.answer(str(task.params["a"] * task.params["b"] + 1)))
-    assert not env.is_successful()
+    assert not env.evaluate(task).success
 
 
 @pytest.mark.parametrize("name", ["SettingsSetTwoToggles", "ContactsEditPhone", "BrowserBookmarkResult",
@@ -134,7 +135,7 @@ def test_oracle_recovers_from_a_disturbed_start(name):
                 env.execute(Action.type_text("zz"))
         env.execute(Action.open_app("Clock" if "Clock" not in name else "Settings"))
         _play(env.sim, env, task)
-        assert env.is_successful(task), task.task_id
+        assert env.evaluate(task).success, task.task_id
 
 
 def test_plan_actions_needs_only_the_ui_dump():
@@ -147,10 +148,11 @@ def test_plan_actions_needs_only_the_ui_dump():
     assert sim.is_successful(task)
 
 
-def test_run_oracle_returns_a_serialisable_trajectory_with_an_environment_outcome():
+def test_the_oracle_agent_plays_through_run_episode_to_a_serialisable_judged_trajectory():
     env = MobileSimEnv(env_id="sim-7")
     task = make_task("ClockToggleAlarm", 5)
-    trajectory = run_oracle(env, task, episode_id="ep-1")
+    trajectory = run_episode(env, task, OracleAgent(), episode_id="ep-1", policy_version="expert")
+    assert trajectory.info["end"] == "terminate" and trajectory.steps[-1].action.type is ActionType.TERMINATE
     assert trajectory.outcome.success and trajectory.policy_version == "expert" and trajectory.env_id == "sim-7"
     assert trajectory.steps[0].observation.extras["package"] == "com.guiagent.launcher"
     assert trajectory.steps[0].observation.instruction == task.instruction

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from guiagent.config import ActionSpaceConfig
+from guiagent.actions import ActionSpaceConfig
 from guiagent.policy.base import GenerationRequest, SamplingParams
 from guiagent.policy.local import LocalPolicy
 from guiagent.policy.prompts import HistoryStep, PromptConfig, build_messages, encode_prompt
@@ -29,11 +29,11 @@ def prompts(policy_screenshots):
 
 
 def test_collate_masks_labels_to_the_response_and_extends_mm_token_type_ids(policy, prompts):
-    from guiagent.trainer.batching import StepSample
+    from guiagent.trainer.batching import TrainingSample
 
     processor = policy.processor
     responses = [(5, 6, 7), (8, 9, 10, 11, 12)]
-    batch = collate(processor, [StepSample(m, r) for m, r in zip(prompts, responses)])
+    batch = collate(processor, [TrainingSample(m, r) for m, r in zip(prompts, responses)])
     encoded = [encode_prompt(processor, m).inputs for m in prompts]
     lengths = [e["input_ids"].shape[1] for e in encoded]
     width, span = max(lengths), 5
@@ -62,10 +62,10 @@ def test_collate_masks_labels_to_the_response_and_extends_mm_token_type_ids(poli
 
 def test_response_logprobs_equal_the_rollouts_recorded_logprobs(policy, prompts):
     """Greedy generation (batched, left-padded, KV cache) vs. one teacher-forced forward of the collated batch."""
-    from guiagent.trainer.batching import StepSample
+    from guiagent.trainer.batching import TrainingSample
 
     generations = policy.generate([GenerationRequest(m) for m in prompts], SamplingParams(max_tokens=12, greedy=True))
-    samples = [StepSample(m, g.token_ids) for m, g in zip(prompts, generations)]
+    samples = [TrainingSample(m, g.token_ids) for m, g in zip(prompts, generations)]
     with torch.no_grad():
         # Reverse the order: a row's log-probs must not depend on its neighbours or its padding.
         batch = collate(policy.processor, samples[::-1])

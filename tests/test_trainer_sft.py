@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from guiagent.actions import format_action
-from guiagent.config import ActionSpaceConfig
+from guiagent.actions import ActionSpaceConfig, format_action
 from guiagent.data.store import iter_episodes
 from guiagent.errors import DataError
 from guiagent.policy.local import LocalPolicy
@@ -14,15 +13,6 @@ from guiagent.policy.prompts import PromptConfig
 from guiagent.trainer.sft import expert_samples, sft_warmup
 
 PROMPT = PromptConfig(actions=ActionSpaceConfig(format="qwen25vl_mobile", max_pixels=32 * 28 * 28))
-
-
-@pytest.fixture(scope="module")
-def expert_store(tmp_path_factory):
-    from guiagent.demo import write_expert_store
-
-    root = tmp_path_factory.mktemp("experts")
-    write_expert_store(root, ("SettingsToggleWifi",))
-    return root
 
 
 def test_expert_samples_are_the_expert_actions_as_model_text_with_expert_history(tiny_qwen25vl, expert_store):

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
+from guiagent.actions import ActionSpaceConfig
 from guiagent.algos import AdvantageBatch
-from guiagent.config import ActionSpaceConfig
 from guiagent.data.store import iter_episodes
 from guiagent.errors import ConfigError, DataError
 from guiagent.policy.local import LocalPolicy
@@ -20,12 +20,9 @@ PROMPT = PromptConfig(actions=ActionSpaceConfig(format="qwen25vl_mobile", max_pi
 
 
 @pytest.fixture(scope="module")
-def rollouts(tiny_qwen25vl, tmp_path_factory):
+def rollouts(tiny_qwen25vl, expert_store):
     """(store root, groups): N = 2 rollouts of one oracle trajectory; patched-over steps are context rows."""
-    from guiagent.demo import write_expert_store
-
-    root = tmp_path_factory.mktemp("experts")
-    write_expert_store(root, ("SettingsToggleWifi",))
+    root = expert_store
     policy = LocalPolicy.from_pretrained(tiny_qwen25vl)
     config = SemiOnlineConfig(n_rollouts=2, max_tokens=6, prompt=PROMPT, patched_steps="context")
     groups = semi_online_rollouts(policy, list(iter_episodes(root)), config, image_root=root)

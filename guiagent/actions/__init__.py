@@ -4,6 +4,9 @@
 * :mod:`guiagent.actions.formats`: parse/format model output (Qwen2.5-VL / Qwen3-VL tool calls, UI-S1).
 * :mod:`guiagent.actions.convert`: datasets' and environments' action formats (AITW, AndroidControl,
   AndroidWorld, GUI-Odyssey, OSWorld, MiniWoB++), and the scroll <-> swipe conventions between them.
+* :mod:`guiagent.actions.gestures`: the one rule for performing a SCROLL (the finger stroke on a touch
+  screen, the wheel turn with a mouse), shared by the converters, the formats and every env.
+* :mod:`guiagent.actions.space`: :class:`ActionSpaceConfig`, a policy's answer format and resize bounds.
 
 The action type itself is :class:`guiagent.types.Action` (device pixels).
 """
@@ -37,10 +40,14 @@ from guiagent.actions.formats import (
     model_geometry_for,
     parse_action,
 )
+from guiagent.actions.gestures import SCROLL_TRAVEL, scroll_stroke, wheel_delta, wheel_scroll
+from guiagent.actions.space import ActionSpaceConfig
 
 __all__ = [
     "AITW_TAP_DISTANCE",
+    "SCROLL_TRAVEL",
     "ActionFormat",
+    "ActionSpaceConfig",
     "AitwAction",
     "AitwActionType",
     "ModelGeometry",
@@ -56,6 +63,7 @@ __all__ = [
     "model_geometry",
     "model_geometry_for",
     "parse_action",
+    "scroll_stroke",
     "scroll_to_swipe",
     "swipe_to_scroll",
     "to_aitw",
@@ -65,4 +73,6 @@ __all__ = [
     "to_miniwob",
     "to_odyssey",
     "to_osworld_pyautogui",
+    "wheel_delta",
+    "wheel_scroll",
 ]

@@ -16,6 +16,9 @@ Scroll and swipe conventions, which datasets disagree on, are stated per format:
   ``actuation.py``: "left" drags the finger from x=0 to x=width). We reproduce that exactly.
 * GUI-Odyssey: ``SCROLL`` stores the finger's start and end (0-1000 coordinates).
 * OSWorld / Qwen computer_use / MiniWoB wheel: scroll up = wheel up = view moves up.
+
+A canonical SCROLL becomes a touch stroke or a wheel turn only through :mod:`guiagent.actions.gestures`,
+the rule every env follows too.
 """
 
 from __future__ import annotations
@@ -28,44 +31,29 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from guiagent.actions.formats import DEFAULT_WHEEL_CLICKS
+from guiagent.actions.gestures import scroll_stroke, wheel_delta, wheel_scroll
 from guiagent.errors import ActionError
 from guiagent.types import Action, ActionType, Direction, Point, SystemButton, TerminateStatus
-
-SCROLL_SWIPE_FRACTION = 0.3  # finger travel of a scroll turned swipe, as a fraction of the screen side
-# A touch-screen fling from the centre that stops short of the system gesture edges; long enough that
-# AITW reads it as a swipe (> 0.04) and apps scroll by a visible amount.
-
 
 # --- Scroll <-> swipe ---------------------------------------------------------------------------------
 
 
 def scroll_to_swipe(action: Action, width: int, height: int) -> Action:
-    """The touch gesture that performs a SCROLL: the finger moves against the view direction.
+    """The touch gesture that performs a SCROLL (:func:`~guiagent.actions.gestures.scroll_stroke`).
 
     Args:
-        action: A SCROLL; its ``point`` anchors the gesture (default: screen centre) and ``amount``
-            (pixels) sets the finger travel (default: ``SCROLL_SWIPE_FRACTION`` of the screen side).
+        action: A SCROLL; its ``point`` is where the finger goes down (default: screen centre) and
+            ``amount`` the finger travel in pixels (default: ``SCROLL_TRAVEL`` of the screen side).
         width: Screen width, device pixels.
         height: Screen height, device pixels.
 
     Returns:
-        A SWIPE whose end is clamped onto the screen.
+        A SWIPE, the finger moving against the view direction, both ends on the screen.
     """
     if action.type is not ActionType.SCROLL:
         raise ActionError(f"scroll_to_swipe needs a scroll, got {action.type.value}")
-    x, y = action.point if action.point is not None else (width / 2, height / 2)
-    vertical = action.direction in (Direction.UP, Direction.DOWN)
-    travel = (
-        action.amount
-        if action.amount is not None
-        else SCROLL_SWIPE_FRACTION * (height if vertical else width)
-    )
-    # Scrolling down (view moves down) means the finger moves up: sign opposite to the view direction.
-    sign = -1.0 if action.direction in (Direction.DOWN, Direction.RIGHT) else 1.0
-    end = (x, y + sign * travel) if vertical else (x + sign * travel, y)
-    end = (min(max(end[0], 0.0), width - 1.0), min(max(end[1], 0.0), height - 1.0))
-    return Action(ActionType.SWIPE, point=(x, y), end=end)
+    start, end = scroll_stroke(action.direction, (width, height), action.point, action.amount)
+    return Action(ActionType.SWIPE, point=start, end=end)
 
 
 def swipe_to_scroll(action: Action) -> Action:
@@ -674,13 +662,8 @@ class _PyAutoGuiReader:
                 if (len(args) > 1 or "x" in kwargs)
                 else None
             )
-            if name == "hscroll":
-                direction = Direction.RIGHT if clicks > 0 else Direction.LEFT
-            else:
-                direction = Direction.UP if clicks > 0 else Direction.DOWN
-            self.actions.append(
-                Action(ActionType.SCROLL, direction=direction, point=anchor, amount=abs(clicks))
-            )
+            direction, amount = wheel_scroll(clicks, 0) if name == "hscroll" else wheel_scroll(0, clicks)
+            self.actions.append(Action(ActionType.SCROLL, direction=direction, point=anchor, amount=amount))
         elif name in ("typewrite", "write"):
             message = args[0] if args else kwargs.get("message")
             if isinstance(message, str):
@@ -757,11 +740,6 @@ def _coordinate_text(point: Point) -> str:
     return f"{round(point[0])}, {round(point[1])}"
 
 
-def _amount(action: Action) -> int | float:
-    amount = action.amount if action.amount is not None else DEFAULT_WHEEL_CLICKS
-    return int(amount) if float(amount).is_integer() else amount
-
-
 def to_osworld_pyautogui(action: Action) -> str:
     """Canonical action -> OSWorld ``pyautogui`` code (integer pixels; no imports, as OSWorld adds them)."""
     names = {v: k for k, v in _PYAUTOGUI_CLICKS.items()}
@@ -776,10 +754,9 @@ def to_osworld_pyautogui(action: Action) -> str:
             f"pyautogui.dragTo({_coordinate_text(action.end)}{duration}, button='left')"
         )
     if action.type is ActionType.SCROLL:
-        sign = 1 if action.direction in (Direction.UP, Direction.RIGHT) else -1
-        name = "scroll" if action.direction in (Direction.UP, Direction.DOWN) else "hscroll"
+        dx, dy = wheel_delta(action.direction, action.amount)
         anchor = "" if action.point is None else f", x={round(action.point[0])}, y={round(action.point[1])}"
-        return f"pyautogui.{name}({sign * _amount(action)}{anchor})"
+        return f"pyautogui.scroll({dy}{anchor})" if dy else f"pyautogui.hscroll({dx}{anchor})"
     if action.type is ActionType.TYPE:
         return f"pyautogui.typewrite({action.text!r})"
     if action.type is ActionType.KEY:
@@ -867,23 +844,8 @@ def from_computer13(records: Mapping[str, Any] | str | Sequence[Mapping[str, Any
             _number(params.get("dx", 0), "computer_13 dx"),
             _number(params.get("dy", 0), "computer_13 dy"),
         )
-        if (dx == 0) == (dy == 0):
-            raise ActionError(
-                f"computer_13 SCROLL needs exactly one of dx, dy non-zero, got dx={dx}, dy={dy}"
-            )
-        if dy:
-            return Action(
-                ActionType.SCROLL,
-                direction=Direction.UP if dy > 0 else Direction.DOWN,
-                point=anchor,
-                amount=abs(dy),
-            )
-        return Action(
-            ActionType.SCROLL,
-            direction=Direction.RIGHT if dx > 0 else Direction.LEFT,
-            point=anchor,
-            amount=abs(dx),
-        )
+        direction, amount = wheel_scroll(dx, dy)  # ActionError unless exactly one of dx, dy is non-zero
+        return Action(ActionType.SCROLL, direction=direction, point=anchor, amount=amount)
     if kind == "TYPING":
         return Action(ActionType.TYPE, text=_string(params.get("text"), "computer_13 TYPING text"))
     if kind == "PRESS":
@@ -917,13 +879,8 @@ def to_computer13(action: Action) -> list[dict[str, Any]]:
             _c13("DRAG_TO", x=round(action.end[0]), y=round(action.end[1])),
         ]
     if action.type is ActionType.SCROLL:
-        sign = 1 if action.direction in (Direction.UP, Direction.RIGHT) else -1
-        vertical = action.direction in (Direction.UP, Direction.DOWN)
-        scroll = _c13(
-            "SCROLL",
-            dx=0 if vertical else sign * _amount(action),
-            dy=sign * _amount(action) if vertical else 0,
-        )
+        dx, dy = wheel_delta(action.direction, action.amount)
+        scroll = _c13("SCROLL", dx=dx, dy=dy)
         if action.point is None:
             return [scroll]
         return [_c13("MOVE_TO", x=round(action.point[0]), y=round(action.point[1])), scroll]

@@ -14,6 +14,8 @@ Formats (:class:`ActionFormat`):
 Argument names follow the cookbook: ``coordinate``, ``coordinate2`` (swipe end), ``text``, ``time``
 (seconds), ``button`` (Back/Home/Menu/Enter), ``status`` (success/failure), ``keys`` and ``pixels``
 (computer_use; ``scroll`` pixels > 0 scroll up, ``hscroll`` pixels > 0 scroll right, as pyautogui).
+A SCROLL is written and read by the rules of :mod:`guiagent.actions.gestures`: the mobile formats write
+it as the finger stroke that every env performs for it, the computer formats as the wheel turn.
 
 :func:`parse_action` never raises on model text: anything it cannot turn into an executable action
 comes back as a :class:`ParseFailure` with a machine-readable ``reason`` that rewards and metrics count.
@@ -30,8 +32,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from guiagent.actions.coords import ModelGeometry
+from guiagent.actions.gestures import scroll_stroke, wheel_delta, wheel_scroll
 from guiagent.errors import ActionError
-from guiagent.types import Action, ActionType, Direction, Point, SystemButton, TerminateStatus
+from guiagent.types import Action, ActionType, Point, SystemButton, TerminateStatus
 
 # Parse failure reasons (ParseFailure.reason).
 NO_TOOL_CALL = "no_tool_call"  # no <tool_call>/<action> block, or the block is not closed
@@ -43,7 +46,6 @@ BAD_COORDINATE = "bad_coordinate"  # a coordinate is not two finite numbers
 OUT_OF_SCREEN = "out_of_screen"  # a coordinate lies outside the screenshot
 
 RELATIVE_SCALE = 1000  # Qwen3-VL coordinates are relative to 1000
-DEFAULT_WHEEL_CLICKS = 5  # computer_use scroll amount when a canonical SCROLL carries none
 _DETAIL_TEXT_LIMIT = 200  # how much of a bad value a failure detail quotes
 
 
@@ -318,12 +320,9 @@ def _computer_action(args: Mapping[str, Any], point: Callable[[Mapping[str, Any]
             raise _Failure(MISSING_FIELD, f"{name} needs 'pixels'")
         if not _is_number(pixels) or not math.isfinite(pixels) or pixels == 0:
             raise _Failure(BAD_VALUE, f"pixels must be a non-zero finite number, got {_quote(pixels)}")
-        if name == "scroll":
-            direction = Direction.UP if pixels > 0 else Direction.DOWN
-        else:
-            direction = Direction.RIGHT if pixels > 0 else Direction.LEFT
+        direction, amount = wheel_scroll(pixels, 0) if name == "hscroll" else wheel_scroll(0, pixels)
         anchor = point(args, "coordinate") if args.get("coordinate") is not None else None
-        return Action(ActionType.SCROLL, direction=direction, point=anchor, amount=abs(float(pixels)))
+        return Action(ActionType.SCROLL, direction=direction, point=anchor, amount=amount)
     raise _Failure(UNKNOWN_ACTION, f"unknown computer_use action {_quote(name)}")
 
 
@@ -429,10 +428,9 @@ def _mobile_args(
     if t is ActionType.SWIPE:
         return {"action": "swipe", "coordinate": to_model(action.point), "coordinate2": to_model(action.end)}
     if t is ActionType.SCROLL:
-        from guiagent.actions.convert import scroll_to_swipe  # convert imports this module
-
-        swipe = scroll_to_swipe(action, geometry.width, geometry.height)
-        return {"action": "swipe", "coordinate": to_model(swipe.point), "coordinate2": to_model(swipe.end)}
+        screen = (geometry.width, geometry.height)
+        start, end = scroll_stroke(action.direction, screen, action.point, action.amount)
+        return {"action": "swipe", "coordinate": to_model(start), "coordinate2": to_model(end)}
     if t is ActionType.KEY:
         return {"action": "key", "text": action.keys[0]}
     if t is ActionType.SYSTEM_BUTTON and action.button in _BUTTON_NAMES:
@@ -458,10 +456,8 @@ def _computer_args(action: Action, to_model: Callable[[Point], list[int]]) -> di
     if t in (ActionType.KEY, ActionType.HOTKEY):
         return {"action": "key", "keys": list(action.keys)}
     if t is ActionType.SCROLL:
-        amount = _number(action.amount) if action.amount is not None else DEFAULT_WHEEL_CLICKS
-        sign = 1 if action.direction in (Direction.UP, Direction.RIGHT) else -1
-        name = "scroll" if action.direction in (Direction.UP, Direction.DOWN) else "hscroll"
-        args = {"action": name, "pixels": sign * amount}
+        dx, dy = wheel_delta(action.direction, action.amount)
+        args = {"action": "scroll", "pixels": dy} if dy else {"action": "hscroll", "pixels": dx}
         if action.point is not None:
             args["coordinate"] = to_model(action.point)
         return args

@@ -21,10 +21,6 @@ from guiagent.types import Step, Trajectory
 
 Norm = Literal["std", "mean"]
 
-# Key under ``Step.info`` where semi-online rollouts record whether the policy's action matched the
-# expert's (UI-S1, arXiv 2509.11543). ``from_trajectories`` reads it into ``AdvantageBatch.matched``.
-MATCHED_INFO_KEY = "matched"
-
 # Added to the group std before dividing (the verl/GRPO convention). All-equal groups have a numerator
 # of exactly 0, so they get advantage exactly 0 whatever epsilon is; epsilon only bounds the scale
 # of near-constant groups (std 1e-9 must not turn a rounding difference into an advantage of 1e3).
@@ -129,8 +125,8 @@ class AdvantageBatch:
                 ``lambda s: anchor_key_from_a11y(s.observation.a11y_tree)``.
 
         Returns:
-            The batch. ``mask`` is ``not step.patched``; ``matched`` is read from
-            ``step.info["matched"]`` when every step has it, and is None when no step has it.
+            The batch. ``mask`` is ``not step.patched``; ``matched`` is ``step.matched`` (UI-S1's
+            verdict, arXiv 2509.11543) when every step has one, and None when no step has one.
 
         Raises:
             DataError: a step has no reward, or only some steps record ``matched``.
@@ -147,13 +143,13 @@ class AdvantageBatch:
                     traj_ids.append(traj_count)
                     step_ids.append(step.index)
                     mask.append(not step.patched)
-                    matched.append(step.info.get(MATCHED_INFO_KEY))
+                    matched.append(step.matched)
                     if anchor_key is not None:
                         anchors.append(anchor_key(step))
                 traj_count += 1
         have_matched = [m is not None for m in matched]
         if any(have_matched) and not all(have_matched):
-            raise DataError(f"some steps record info[{MATCHED_INFO_KEY!r}] and some do not",
+            raise DataError("some steps record Step.matched and some do not",
                             record=have_matched.index(False))
         return cls(
             rewards=torch.tensor(rewards, dtype=torch.float32),
@@ -279,7 +275,6 @@ def discounted_returns(
 
 __all__ = [
     "DEFAULT_EPSILON",
-    "MATCHED_INFO_KEY",
     "AdvantageBatch",
     "Norm",
     "dense_ids",

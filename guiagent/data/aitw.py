@@ -40,11 +40,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from guiagent.actions.convert import from_aitw
 from guiagent.data.base import (
     RECORD_ERRORS,
     Skips,
     canonical_action,
-    encode_png,
     image_size,
     list_files,
     load_split,
@@ -54,6 +54,7 @@ from guiagent.data.base import (
 from guiagent.data.store import step_image_path
 from guiagent.data.tfrecord import iter_records, parse_example
 from guiagent.errors import DataError
+from guiagent.images import encode_png
 from guiagent.types import Observation, Step, Trajectory
 
 SUBSETS = ("general", "google_apps", "install", "single", "web_shopping")
@@ -121,7 +122,7 @@ def _decode_step(features: dict[str, Any]) -> dict[str, Any]:
 
 
 def _make_step(index: int, episode_id: str, goal: str, width: int, height: int, aitw: dict[str, Any]) -> Step:
-    action = canonical_action("from_aitw", aitw["action_type"], aitw["touch_yx"], aitw["lift_yx"],
+    action = canonical_action(from_aitw, aitw["action_type"], aitw["touch_yx"], aitw["lift_yx"],
                               aitw["typed_text"], width, height)
     observation = Observation(width=width, height=height, screenshot_path=step_image_path(episode_id, index),
                               instruction=goal)

@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
+from guiagent.actions.convert import from_androidcontrol
 from guiagent.data.base import Skips, canonical_action, list_files, load_split
 from guiagent.data.store import step_image_path
 from guiagent.data.tfrecord import iter_records, parse_example
@@ -100,7 +101,7 @@ def _episode(features: dict[str, Any]) -> tuple[Trajectory, dict[str, bytes]]:
                                   a11y_tree=forest_to_json(trees[i]) if trees else None, instruction=goal,
                                   extras={"step_instruction": instruction} if instructions else {})
         steps.append(Step(index=i, observation=observation,
-                          action=canonical_action("from_androidcontrol", action, width, height),
+                          action=canonical_action(from_androidcontrol, action, width, height),
                           info={"androidcontrol": {"action": action, "step_instruction": instruction}}))
         images[path] = shots[i]
     trajectory = Trajectory(episode_id=episode_id, task_id=episode_id, seed=0, env_id="androidcontrol",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,27 +115,13 @@ def image_size(data: bytes) -> tuple[int, int]:
         return img.size
 
 
-def encode_png(image: Any) -> bytes:
-    """A PIL image as PNG bytes.
-
-    compress_level 1: screenshots dominate conversion time; level 6 is ~3x slower for ~10% smaller files
-    (flat-colour screens compress almost as well at 1).
+def canonical_action(converter: Callable[..., Action], *args: Any, **kwargs: Any) -> Action | None:
+    """``converter(*args, **kwargs)`` (a dataset converter of :mod:`guiagent.actions.convert`, e.g.
+    ``from_aitw``), or None when the action cannot be expressed canonically (the converter raises
+    ``ActionError``); the raw fields stay in ``step.info`` either way.
     """
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def canonical_action(converter: str, *args: Any, **kwargs: Any) -> Action | None:
-    """The dataset action as a canonical :class:`Action`, via ``guiagent.actions.convert.<converter>``.
-
-    Returns None when the action cannot be expressed canonically (the converter raises ``ActionError``);
-    the raw fields stay in ``step.info`` either way.
-    """
-    from guiagent.actions import convert
-
     try:
-        return getattr(convert, converter)(*args, **kwargs)
+        return converter(*args, **kwargs)
     except ActionError:
         return None
 

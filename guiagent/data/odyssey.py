@@ -6,7 +6,8 @@ file names). An annotation is ``{"episode_id", "device_info": {"w", "h", "device
 "task_info": {"category", "app", "meta_task", "task", "instruction"}, "step_length", "steps": [...]}``;
 a step is ``{"step", "screenshot", "action", "info", "ps"}`` plus, in the newer release,
 ``sam2_bbox`` ([x1, y1, x2, y2] of the clicked element) and a low-level instruction. All coordinates
-are normalised to 0–1000. Every step field except ``screenshot`` is kept in ``info["odyssey"]``.
+are normalised to 0–1000. Every step field except ``screenshot`` is kept in ``info["odyssey"]`` (what the
+evaluator reads); ``sam2_bbox``, in screenshot pixels, is also the step's ``Step.target_boxes``.
 """
 
 from __future__ import annotations
@@ -16,12 +17,33 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from guiagent.data.base import RECORD_ERRORS, Skips, canonical_action, image_size, load_split, read_json, record_error
+from guiagent.actions.convert import ODYSSEY_SCALE, from_odyssey
+from guiagent.data.base import (
+    RECORD_ERRORS,
+    Skips,
+    canonical_action,
+    image_size,
+    load_split,
+    read_json,
+    record_error,
+)
 from guiagent.data.store import step_image_path
 from guiagent.errors import DataError
-from guiagent.types import Observation, Step, Trajectory
+from guiagent.types import Observation, PixelBox, Step, Trajectory
 
 _STEP_INSTRUCTION_KEYS = ("low_level_instruction", "step_instruction")
+
+
+def _sam2_box(raw: dict[str, Any], width: int, height: int) -> tuple[PixelBox, ...]:
+    """The step's ``sam2_bbox`` (0–1000 grid) in screenshot pixels, as target boxes; none without one."""
+    box = raw.get("sam2_bbox")
+    if not box:
+        return ()
+    if len(box) != 4:
+        raise ValueError(f"sam2_bbox must be [x1, y1, x2, y2], got {box!r}")
+    x1, y1, x2, y2 = (float(v) for v in box)
+    sx, sy = width / ODYSSEY_SCALE, height / ODYSSEY_SCALE
+    return ((x1 * sx, y1 * sy, x2 * sx, y2 * sy),)
 
 
 def _episode(annotation: dict[str, Any], screenshots: Path) -> tuple[Trajectory, dict[str, bytes]]:
@@ -47,8 +69,8 @@ def _episode(annotation: dict[str, Any], screenshots: Path) -> tuple[Trajectory,
         observation = Observation(width=width, height=height, screenshot_path=path, instruction=instruction,
                                   extras={"step_instruction": step_instruction} if step_instruction else {})
         info = {k: v for k, v in raw.items() if k != "screenshot"}
-        steps.append(Step(index=i, observation=observation, action=canonical_action("from_odyssey", raw, width, height),
-                          info={"odyssey": info}))
+        steps.append(Step(index=i, observation=observation, action=canonical_action(from_odyssey, raw, width, height),
+                          target_boxes=_sam2_box(raw, width, height), info={"odyssey": info}))
         images[path] = png
     device = annotation.get("device_info", {})
     meta = {k: task[k] for k in ("category", "app", "meta_task", "task") if k in task}

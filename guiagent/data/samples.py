@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from guiagent.actions.convert import AITW_NO_POINT, AitwActionType
-from guiagent.data.base import encode_png
 from guiagent.data.tfrecord import make_example, write_records
+from guiagent.images import encode_png
 
 
 def _screen(width: int, height: int, seed: int, boxes_xyxy: list[tuple[int, int, int, int]]) -> np.ndarray:

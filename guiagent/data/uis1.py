@@ -10,7 +10,9 @@ evaluation matcher needs, notably ``candidate_bbox`` ([x1, y1, x2, y2] pixels).
 
 Screenshot paths in the released files are absolute paths of the authors' machines
 (``/datasets/AndroidControl/images/8193_1.png``); pass ``images`` to resolve them by file name.
-Every step keeps ``action_content``, ``check_options`` and ``step_instruction`` in ``info["uis1"]``.
+Every step keeps ``action_content``, ``check_options`` and ``step_instruction`` in ``info["uis1"]`` (what
+the AndroidControl/SOP evaluator reads), and carries ``check_options.candidate_bbox`` as
+``Step.target_boxes`` (what the training matcher reads).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from guiagent.data.base import RECORD_ERRORS, Skips, image_size, record_error
 from guiagent.data.store import iter_json_lines, step_image_path
 from guiagent.errors import DataError
-from guiagent.types import Action, Observation, Step, Trajectory
+from guiagent.types import Action, Observation, PixelBox, Step, Trajectory
 
 
 def uis1_action(content: dict[str, Any], width: int, height: int) -> Action | None:
@@ -40,6 +42,22 @@ def uis1_action(content: dict[str, Any], width: int, height: int) -> Action | No
     args = {k: v for k, v in content.items() if v is not None}
     parsed = parse_action(f"<action>{json.dumps(args)}</action>", "uis1", ModelGeometry(width, height, width, height))
     return None if isinstance(parsed, ParseFailure) else parsed
+
+
+def _candidate_boxes(check_options: Any) -> tuple[PixelBox, ...]:
+    """``check_options.candidate_bbox`` (``[[x1, y1, x2, y2], ...]``, screenshot pixels) as target boxes;
+    none when the step has no check options (training files).
+
+    Raises:
+        ValueError: a candidate box is not four numbers.
+    """
+    if not isinstance(check_options, dict):
+        return ()
+    boxes = check_options.get("candidate_bbox") or ()
+    for box in boxes:
+        if not isinstance(box, (list, tuple)) or len(box) != 4:
+            raise ValueError(f"candidate_bbox entries must be [x1, y1, x2, y2], got {box!r}")
+    return tuple(tuple(box) for box in boxes)
 
 
 def _resolve(screenshot: str, images: Path | None, base: Path) -> Path:
@@ -65,11 +83,12 @@ def _episode(line: dict[str, Any], lineno: int, images: Path | None, base: Path)
             raise ValueError(f"step {i}: action_content must be an object with an 'action'")
         instruction = raw.get("step_instruction")
         path = step_image_path(episode_id, i)
-        info = {"action_content": content, "check_options": raw.get("check_options"), "step_instruction": instruction}
+        check_options = raw.get("check_options")
+        info = {"action_content": content, "check_options": check_options, "step_instruction": instruction}
         observation = Observation(width=width, height=height, screenshot_path=path, instruction=goal,
                                   extras={"step_instruction": instruction} if instruction else {})
         steps.append(Step(index=i, observation=observation, action=uis1_action(content, width, height),
-                          info={"uis1": info}))
+                          target_boxes=_candidate_boxes(check_options), info={"uis1": info}))
         files[path] = png
     trajectory = Trajectory(episode_id=episode_id, task_id=episode_id, seed=0, env_id="uis1",
                             policy_version="dataset", instruction=goal, steps=tuple(steps),

@@ -15,9 +15,10 @@ Every implementation:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
-from guiagent.errors import ActionError
-from guiagent.types import Action, Direction, Observation, Point, Task
+from guiagent.errors import ActionError, ConfigError
+from guiagent.types import Action, EpisodeStatus, Observation, Outcome, Task
 
 
 class Env(ABC):
@@ -25,9 +26,12 @@ class Env(ABC):
 
     Attributes:
         env_id: Stable id of the device instance (``"emulator-5554"``, ``"sim-0"``), recorded in trajectories.
+        answer: The text of the last ``ANSWER`` executed since the last :meth:`reset` (None before one), so
+            that :meth:`evaluate` can judge answer tasks the way AndroidWorld's runner reports answers.
     """
 
     env_id: str
+    answer: str | None = None
 
     @abstractmethod
     def reset(self, task: Task | None = None) -> Observation:
@@ -44,6 +48,15 @@ class Env(ABC):
     @abstractmethod
     def execute(self, action: Action) -> None:
         """Execute one action on the device. ``ANSWER``/``TERMINATE`` are accepted and change nothing."""
+
+    @abstractmethod
+    def evaluate(self, task: Task) -> Outcome:
+        """Judge ``task`` (the one the device was reset for) from the device state or the benchmark's own
+        checker, with :attr:`answer` for answer tasks. Never from the agent's claim.
+
+        Raises:
+            ConfigError: the env has no way to judge this task (e.g. no evaluation hook was given).
+        """
 
     @property
     @abstractmethod
@@ -72,31 +85,26 @@ class Env(ABC):
         self.close()
 
 
-def scroll_stroke(
-    action: Action, size: tuple[int, int], fraction: float, margin: float = 0.0
-) -> tuple[Point, Point]:
-    """Finger start and end of a SCROLL on a touch screen, centred on its anchor.
+TaskEvaluation = Callable[["Env", Task], "Outcome | bool"]
+"""A benchmark's checker for a device backend: ``evaluate(env, task)`` → an ``Outcome`` (or success as a bool)."""
 
-    The view moves in ``action.direction``, so the finger moves the opposite way (see ``Direction``):
-    scrolling down starts below the anchor and ends above it.
 
-    Args:
-        action: The SCROLL; ``point`` anchors it (default: screen centre), ``amount`` is the finger travel
-            in pixels (None or 0: ``fraction`` of the screen side along the scroll axis).
-        size: ``(width, height)`` of the screen.
-        fraction: Default travel as a fraction of the screen side.
-        margin: Both ends stay at least this many pixels inside the screen along the scroll axis.
+def judged(result: Outcome | bool) -> Outcome:
+    """An evaluation hook's answer as an :class:`Outcome`: a bool becomes SUCCESS/FAILURE with reward 1/0."""
+    if isinstance(result, Outcome):
+        return result
+    if not isinstance(result, bool):
+        raise TypeError(f"a task evaluation must return an Outcome or a bool, got {type(result).__name__}")
+    return Outcome(EpisodeStatus.SUCCESS if result else EpisodeStatus.FAILURE, reward=float(result))
 
-    Returns:
-        ``((x1, y1), (x2, y2))`` in device pixels (not rounded).
+
+def evaluate_with(env: Env, task: Task, evaluation: TaskEvaluation | None) -> Outcome:
+    """``env.evaluate(task)`` for backends that judge through a hook (adb, Appium).
+
+    Raises:
+        ConfigError: no hook was given, so the env cannot judge ``task``.
     """
-    width, height = size
-    x, y = action.point if action.point is not None else (width / 2, height / 2)
-    vertical = action.direction in (Direction.UP, Direction.DOWN)
-    side = height if vertical else width
-    half = (action.amount or side * fraction) / 2
-    sign = 1 if action.direction in (Direction.DOWN, Direction.RIGHT) else -1
-    centre = y if vertical else x
-    start = min(max(centre + sign * half, margin), side - 1 - margin)
-    end = min(max(centre - sign * half, margin), side - 1 - margin)
-    return ((x, start), (x, end)) if vertical else ((start, y), (end, y))
+    if evaluation is None:
+        raise ConfigError(f"{env.env_id} cannot judge {task.task_id}: construct it with a task_evaluation hook "
+                          "(the benchmark's own checker)")
+    return judged(evaluation(env, task))

@@ -27,7 +27,7 @@ def evaluate(benchmark: str, root, predictions, space, **options: Any) -> dict[s
         benchmark: One of ``BENCHMARKS``.
         root: The converted store directory.
         predictions: A loaded :class:`guiagent.eval.predictions.Predictions`.
-        space: :class:`guiagent.config.ActionSpaceConfig` for parsing ``response`` text.
+        space: :class:`guiagent.actions.ActionSpaceConfig` for parsing ``response`` text.
         **options: Benchmark options (AITW: ``strict_text``).
     """
     from guiagent.eval import aitw, androidcontrol, odyssey, screenspot

@@ -326,7 +326,7 @@ def evaluate(root, predictions, space, strict_text: bool = False) -> dict:
     Args:
         root: Store directory written by ``guiagent data convert aitw``.
         predictions: A loaded :class:`guiagent.eval.predictions.Predictions`.
-        space: Format and geometry for parsing ``response`` text (:class:`guiagent.config.ActionSpaceConfig`).
+        space: Format and geometry for parsing ``response`` text (:class:`guiagent.actions.ActionSpaceConfig`).
         strict_text: Count text accuracy only for ``TYPE`` predictions (see module docstring).
 
     Raises:

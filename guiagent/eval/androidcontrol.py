@@ -11,7 +11,9 @@ yields ``(type_match, full_match)``:
 - ``wait``: type only. ``swipe``: type only, direction ignored (UI-S1 comments out its direction
   check because AndroidControl's up/down labels are inconsistent).
 - ``system_button``: type, and the button names equal after lower-casing and trimming.
-- ``type``: type, and the lower-cased, trimmed texts contain one another (either way).
+- ``type``: type, and the lower-cased, trimmed texts contain one another (either way); as in the
+  reference, empty text is contained in every text (:func:`guiagent.rewards.matching.text_contains` with
+  ``empty_matches=True``; the training rewards refuse that).
 - ``open``: an ``open`` whose text passes the ``type`` text rule; or a ``click`` when the step has
   candidate boxes — full match if the click is inside any candidate box enlarged 1.2× about its
   centre (edges included) or within 0.04 of the *first* candidate box's centre. A click with no
@@ -42,12 +44,13 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from guiagent.actions.convert import from_androidcontrol
 from guiagent.errors import ActionError
 from guiagent.eval.predictions import ground_truth_error
-from guiagent.rewards.matching import box_center, enlarge_box, point_in_box  # geometry only: rules differ
+from guiagent.rewards.matching import box_center, enlarge_box, point_in_box, text_contains
 from guiagent.types import Action, ActionType, Observation
 
 BBOX_ENLARGE_FACTOR = 1.2
@@ -58,7 +61,7 @@ REFERENCE = (
     "arXiv:2509.11543); SOP = (PG + TSR) / 2 with own history, stop at first mismatch"
 )
 
-Box = tuple[float, float, float, float]  # (x1, y1, x2, y2), normalised
+NormBox = tuple[float, float, float, float]  # (x1, y1, x2, y2), normalised to [0, 1] by the screenshot size
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class StepAction:
     point: tuple[float, float] | None = None
     text: str | None = None
     button: str | None = None
-    boxes: tuple[Box, ...] = ()
+    boxes: tuple[NormBox, ...] = ()
 
 
 # --- Building StepActions ------------------------------------------------------------------------------
@@ -104,7 +107,7 @@ def predicted_step_action(action: Action, width: int, height: int) -> StepAction
     return StepAction(kind, point=point, text=action.text, button=button)
 
 
-def _norm_box(box: Sequence[float], width: int, height: int) -> Box:
+def _norm_box(box: Sequence[float], width: int, height: int) -> NormBox:
     if len(box) != 4:
         raise ValueError(f"a candidate box needs 4 numbers, got {box!r}")
     return (box[0] / width, box[1] / height, box[2] / width, box[3] / height)
@@ -156,7 +159,7 @@ def expected_of(step_info: Mapping[str, Any], width: int, height: int) -> StepAc
 # --- The matcher --------------------------------------------------------------------------------------
 
 
-def click_hits(point: tuple[float, float], boxes: Sequence[Box], target: tuple[float, float] | None) -> bool:
+def click_hits(point: tuple[float, float], boxes: Sequence[NormBox], target: tuple[float, float] | None) -> bool:
     """Inside any enlarged box (edges included), or within 0.04 of ``target`` (None: no distance check)."""
     if any(point_in_box(point, enlarge_box(b, BBOX_ENLARGE_FACTOR)) for b in boxes):
         return True
@@ -165,19 +168,13 @@ def click_hits(point: tuple[float, float], boxes: Sequence[Box], target: tuple[f
     return False
 
 
-def text_contains(pred: str | None, gt: str | None) -> bool:
-    """Lower-cased, trimmed containment either way."""
-    p, g = (pred or "").lower().strip(), (gt or "").lower().strip()
-    return p in g or g in p
-
-
 def match_step(pred: StepAction | None, gt: StepAction) -> tuple[bool, bool]:
     """UI-S1's evaluation matcher: ``(type_match, full_match)`` (see module docstring)."""
     if pred is None:
         return False, False
     if gt.kind == "open":
         if pred.kind == "open":
-            return True, text_contains(pred.text, gt.text)
+            return True, text_contains(pred.text, gt.text, empty_matches=True)
         if pred.kind == "click" and gt.boxes:
             return True, click_hits(pred.point, gt.boxes, box_center(gt.boxes[0]))
         return False, False
@@ -186,7 +183,7 @@ def match_step(pred: StepAction | None, gt: StepAction) -> tuple[bool, bool]:
     if gt.kind == "system_button":
         return True, (pred.button or "").lower().strip() == (gt.button or "").lower().strip()
     if gt.kind == "type":
-        return True, text_contains(pred.text, gt.text)
+        return True, text_contains(pred.text, gt.text, empty_matches=True)
     if gt.kind in ("click", "long_press"):
         return True, click_hits(pred.point, gt.boxes, gt.point)
     return True, True  # wait, swipe, and kinds the reference does not handle: type only
@@ -316,7 +313,7 @@ def run_sop(
         root: The store directory.
         policy: Anything with ``predict(observation, history) -> str`` (greedy decoding is the caller's
             choice of sampling settings).
-        space: Format and geometry for parsing responses (:class:`guiagent.config.ActionSpaceConfig`).
+        space: Format and geometry for parsing responses (:class:`guiagent.actions.ActionSpaceConfig`).
         level: ``"high"`` or ``"low"``.
         max_episodes: Stop after this many episodes.
     """
@@ -403,3 +400,25 @@ def evaluate(root, predictions, space) -> dict:
         "history (guiagent's SOP runner); steps after an episode's first mismatch are ignored",
     ]
     return report
+
+
+def score_sop(root: str | os.PathLike, policy: StepPolicy, space, out: str | os.PathLike) -> dict[str, Any]:
+    """Run ``policy`` the SOP way on the store at ``root`` (High level), score it with this protocol, and
+    write ``predictions.jsonl``, ``report.json`` and ``report.md`` into ``out``.
+
+    Returns:
+        The headline numbers: ``sop`` (PG / TSR / score), ``type_acc``, ``step_sr``, ``parse_failures``,
+        ``steps_scored`` and the report directory.
+    """
+    from guiagent.eval.predictions import load_predictions, write_predictions
+    from guiagent.eval.report import write_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    predictions = out / "predictions.jsonl"
+    write_predictions(predictions, run_sop(root, policy, space))
+    report = evaluate(root, load_predictions(predictions), space)
+    write_report(report, out)
+    metrics = report["metrics"]["high"]
+    return {"sop": metrics["sop"], "type_acc": metrics["type_acc"], "step_sr": metrics["step_sr"],
+            "parse_failures": report["parse_failures"], "steps_scored": report["count"], "report": str(out)}

@@ -67,7 +67,7 @@ def _run(
     score them and write the reports."""
     from pydantic import ValidationError
 
-    from guiagent.config import ActionSpaceConfig
+    from guiagent.actions import ActionSpaceConfig
     from guiagent.data.store import read_manifest
     from guiagent.errors import GuiAgentError
     from guiagent.eval import evaluate

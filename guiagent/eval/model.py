@@ -5,7 +5,7 @@ that :func:`guiagent.eval.androidcontrol.run_sop` drives: one greedy generation 
 built by :func:`guiagent.policy.prompts.build_messages` with the model's own earlier responses as
 text history. The Low instruction level appends the step instruction to the goal (``"<goal>\\nCurrent
 step: <step instruction>"``); High gives the goal alone. The prompt is built from the same
-:class:`~guiagent.config.ActionSpaceConfig` the responses are parsed with (format, resize bounds), so
+:class:`~guiagent.actions.ActionSpaceConfig` the responses are parsed with (format, resize bounds), so
 coordinates map back exactly.
 """
 
@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from guiagent.config import ActionSpaceConfig
+from guiagent.actions import ActionSpaceConfig
 from guiagent.types import Observation
 
 
@@ -71,3 +71,28 @@ def grounding_predictions(
             instruction=sample["instruction"],
         )
         yield {"sample_id": sample["sample_id"], "response": predictor.predict(obs, ())}
+
+
+class ExpertTextPredictor:
+    """The expert's own actions written as model text (``format_action``), looked up by screenshot path.
+
+    A step predictor for :func:`guiagent.eval.androidcontrol.run_sop`: scoring it checks the whole
+    text → parse → match path of a protocol, so its SOP must be 1.0.
+
+    Args:
+        experts: The expert trajectories of the store (screenshots as store paths).
+        space: The answer format and resize bounds.
+        root: The store directory the paths are relative to.
+    """
+
+    def __init__(self, experts: Sequence[Any], space: ActionSpaceConfig, root: str | os.PathLike):
+        from guiagent.actions import format_action
+
+        self.texts = {
+            os.path.join(str(root), s.observation.screenshot_path): format_action(
+                s.action, space.format, space.geometry(s.observation.width, s.observation.height))
+            for e in experts for s in e.steps
+        }
+
+    def predict(self, observation: Observation, history: Sequence[str]) -> str:
+        return self.texts[observation.screenshot_path]

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from guiagent.config import ActionSpaceConfig
+from guiagent.actions import ActionSpaceConfig
 from guiagent.errors import DataError
 from guiagent.types import Action
 

@@ -1,6 +1,6 @@
 """Prompts for GUI policies: tool-call system prompts, a bounded history window, chat encoding.
 
-The answer format and the resize bounds come from one place, :class:`guiagent.config.ActionSpaceConfig`
+The answer format and the resize bounds come from one place, :class:`guiagent.actions.ActionSpaceConfig`
 (``PromptConfig.actions``), the same object the parser (:func:`guiagent.actions.parse_action`), the rewards
 and the evaluators read, so the prompt can never state a resolution or format the parser does not use.
 The prompt style follows ``actions.format``:
@@ -34,8 +34,10 @@ from typing import Any
 
 from pydantic import Field
 
-from guiagent.config import ActionSpaceConfig, StrictModel
+from guiagent.actions import ActionSpaceConfig
+from guiagent.config import StrictModel
 from guiagent.errors import PolicyError
+from guiagent.types import Step
 
 ImageInput = Any  # PIL.Image.Image, encoded bytes (PNG/JPEG), a file path, or a "data:image/...;base64," URL
 
@@ -88,6 +90,22 @@ class HistoryStep:
     screenshot: ImageInput | None = None
 
 
+def history_from_steps(steps: Sequence[Step], image_root: str | None = None) -> list[HistoryStep]:
+    """The prompt history of an episode's earlier ``steps``, oldest first: the one rule every caller uses
+    (the agent loop, the semi-online rollout, the trainer rebuilding a step's prompt).
+
+    Each step contributes the text it left in the dialogue (its ``patch`` when it was patched over, else
+    its response) and the screenshot it was answered on (relative paths resolved against ``image_root``).
+    """
+    return [
+        HistoryStep(
+            response=step.patch if step.patch is not None else step.response,
+            screenshot=step.observation.screenshot_source(image_root),
+        )
+        for step in steps
+    ]
+
+
 # --- System prompts ---------------------------------------------------------------------------------------
 
 _MOBILE_ACTIONS = {
@@ -124,7 +142,7 @@ def tool_schema(fmt: str, width: int, height: int) -> dict[str, Any]:
     """The function declaration of the ``mobile_use`` / ``computer_use`` tool a tool-call format asks for.
 
     Args:
-        fmt: A tool-call format of :class:`guiagent.config.ActionSpaceConfig` (``qwen25vl_mobile``,
+        fmt: A tool-call format of :class:`guiagent.actions.ActionSpaceConfig` (``qwen25vl_mobile``,
             ``qwen25vl_computer``, ``qwen3vl_mobile``, ``qwen3vl_computer``).
         width: Width of the image the model sees (after ``smart_resize``), in pixels; pixel formats state it.
         height: Height of that image.
@@ -221,14 +239,21 @@ def system_prompt(fmt: str, width: int, height: int) -> str:
 # --- Messages ---------------------------------------------------------------------------------------------
 
 
-def load_image(image: ImageInput, actions: ActionSpaceConfig):
-    """Decode ``image`` and resize it as the model will see it (``qwen_vl_utils.fetch_image``).
+def load_image(image: ImageInput, actions: ActionSpaceConfig, size: tuple[int, int] | None = None):
+    """Decode ``image`` and resize it as the model will see it.
+
+    Args:
+        image: The screenshot.
+        actions: The resize bounds.
+        size: ``(resized_width, resized_height)`` already computed by ``qwen_vl_utils.smart_resize`` for this
+            screenshot's size (a :class:`~guiagent.actions.ModelGeometry` handed to a device-side process,
+            which must not import torch): the image is resized to it as ``qwen_vl_utils.fetch_image`` does
+            (RGB, Pillow's default resampling). None calls ``fetch_image`` itself (it imports torch).
 
     Returns:
         An RGB ``PIL.Image`` of size ``actions.geometry(...)``'s resized size (sides multiples of ``factor``).
     """
     from PIL import Image
-    from qwen_vl_utils import fetch_image
 
     if isinstance(image, str) and image.startswith(("http://", "https://")):
         # Screenshots come from devices and stores, never from the network: refuse rather than download.
@@ -236,6 +261,14 @@ def load_image(image: ImageInput, actions: ActionSpaceConfig):
     try:
         if isinstance(image, (bytes, bytearray)):
             image = Image.open(io.BytesIO(image))
+        if size is not None:
+            if isinstance(image, str):
+                image = Image.open(image)
+            if image.mode == "RGBA":  # transparent pixels count as white, as fetch_image reads them
+                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image)
+            return image.convert("RGB").resize(size)
+        from qwen_vl_utils import fetch_image
+
         return fetch_image(
             {"image": image, "min_pixels": actions.min_pixels, "max_pixels": actions.max_pixels},
             image_patch_size=actions.factor // 2,
@@ -250,6 +283,7 @@ def build_messages(
     screenshot: ImageInput,
     history: Sequence[HistoryStep] = (),
     config: PromptConfig = PromptConfig(),
+    size: tuple[int, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Chat messages for one policy step: system prompt, history window, current screenshot.
 
@@ -261,6 +295,7 @@ def build_messages(
         screenshot: The current screenshot.
         history: Previous steps, oldest first.
         config: Answer format, resize bounds and window sizes.
+        size: The model image size of this device's screenshots when already known (see :func:`load_image`).
 
     Returns:
         OpenAI/Qwen-style messages: ``[{"role": ..., "content": str | [parts]}, ...]``.
@@ -268,7 +303,7 @@ def build_messages(
     Raises:
         PolicyError: an image-window step has no screenshot.
     """
-    current = load_image(screenshot, config.actions)
+    current = load_image(screenshot, config.actions, size)
     width, height = current.size
     n_image_steps = min(config.history_images - 1, len(history))
     text_steps = list(history[: len(history) - n_image_steps])
@@ -293,7 +328,8 @@ def build_messages(
                 f"history step {len(history) - n_image_steps + i + 1} is inside the image window "
                 f"(history_images={config.history_images}) but has no screenshot"
             )
-        parts: list[dict[str, Any]] = [{"type": "image", "image": load_image(step.screenshot, config.actions)}]
+        image = load_image(step.screenshot, config.actions, size)
+        parts: list[dict[str, Any]] = [{"type": "image", "image": image}]
         if i == 0:
             parts.insert(0, {"type": "text", "text": intro})
         messages.append({"role": "user", "content": parts})

@@ -220,3 +220,21 @@ def build_tiny_qwen25vl(path: str | Path, seed: int = 0, vocab_size: int = 4096)
     )
     processor.save_pretrained(path)
     return path
+
+
+def load_tiny_policy(path: str | Path, seed: int = 0):
+    """The tiny model at ``path`` as a :class:`~guiagent.policy.local.LocalPolicy`, built there first unless
+    a complete build is already there (a ``BUILT`` marker, written last: a half-written directory is rebuilt).
+
+    Returns:
+        ``(policy, built)``: ``built`` is False when a cached build was reused.
+    """
+    from guiagent.policy.local import LocalPolicy
+
+    path = Path(path)
+    marker = path / "BUILT"
+    built = not marker.exists()
+    if built:
+        build_tiny_qwen25vl(path, seed=seed)
+        marker.write_text(f"tiny Qwen2.5-VL, seed {seed}\n", encoding="utf-8")
+    return LocalPolicy.from_pretrained(path), built

@@ -1,7 +1,7 @@
 """Rewards: action matching, UI-S1 step rewards, rule-based presets, HAR, task success.
 
 Every reward is a pure function registered by name (:func:`get_reward`); the trainer builds a
-:class:`StepSample` per generated step (:func:`parse_response` turns model text into one) and calls
+:class:`RewardInput` per generated step (:func:`parse_response` turns model text into one) and calls
 ``get_reward(name)(sample, **options)``. Importing this package registers:
 
 =================  =====================================================================================
@@ -31,12 +31,11 @@ from guiagent.rewards.memory import (
 )
 from guiagent.rewards.registry import RewardConfig, available_rewards, get_reward, register_reward
 from guiagent.rewards.rules import RULE_PRESETS, RuleRewardConfig, rule_preset, rule_reward, segui_point_decay
-from guiagent.rewards.sample import Box, StepSample
+from guiagent.rewards.sample import RewardInput
 from guiagent.rewards.task import task_success_reward
 
 __all__ = [
     "RULE_PRESETS",
-    "Box",
     "HarConfig",
     "LLMJudgeConfig",
     "LLMMemoryJudge",
@@ -44,9 +43,9 @@ __all__ = [
     "MemoryJudge",
     "ParsedResponse",
     "RewardConfig",
+    "RewardInput",
     "RuleMemoryJudge",
     "RuleRewardConfig",
-    "StepSample",
     "available_rewards",
     "extract_think",
     "finger_direction",

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from guiagent.rewards.sample import Box, StepSample
-from guiagent.types import Action, Outcome
+from guiagent.rewards.sample import RewardInput
+from guiagent.types import Action, Outcome, PixelBox
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
@@ -81,13 +81,13 @@ def sample_from_response(
     screen_size: tuple[int, int],
     *,
     expert: Action | None = None,
-    expert_box: Box | None = None,
+    expert_box: PixelBox | None = None,
     history: Sequence[str] = (),
     memory_used: bool | None = None,
     outcome: Outcome | None = None,
-) -> StepSample:
-    """Build the :class:`StepSample` the registered rewards take from a parsed response."""
-    return StepSample(
+) -> RewardInput:
+    """Build the :class:`RewardInput` the registered rewards take from a parsed response."""
+    return RewardInput(
         response=parsed.text,
         action=parsed.action,
         screen_size=screen_size,

@@ -40,8 +40,8 @@ from guiagent.rewards.matching import (
     types_match,
 )
 from guiagent.rewards.registry import register_reward
-from guiagent.rewards.sample import Box, StepSample
-from guiagent.types import Action
+from guiagent.rewards.sample import RewardInput
+from guiagent.types import Action, PixelBox
 
 
 class HarConfig(StrictModel):
@@ -65,7 +65,7 @@ class HarConfig(StrictModel):
 def har_action_reward(
     pred: Action | None,
     expert: Action,
-    expert_box: Box | None,
+    expert_box: PixelBox | None,
     screen_size: tuple[int, int],
     config: HarConfig,
 ) -> float:
@@ -105,7 +105,7 @@ def har_reward(fmt: bool, r_action: float, memory_used: bool, gamma: float = 0.2
 
 
 @register_reward("har")
-def har(sample: StepSample, *, config: HarConfig | dict | None = None) -> float:
+def har(sample: RewardInput, *, config: HarConfig | dict | None = None) -> float:
     """Registered HAR reward. ``sample.memory_used`` must already hold a memory judge's verdict.
 
     Raises:
@@ -115,7 +115,7 @@ def har(sample: StepSample, *, config: HarConfig | dict | None = None) -> float:
     expert = require_expert(sample, "har")
     if sample.memory_used is None:
         raise ValueError(
-            "reward 'har' needs StepSample.memory_used: run a MemoryJudge on the reasoning first"
+            "reward 'har' needs RewardInput.memory_used: run a MemoryJudge on the reasoning first"
         )
     fmt = sample.action is not None and (bool(sample.think) or not cfg.require_think)
     r_action = har_action_reward(sample.action, expert, sample.expert_box, sample.screen_size, cfg)

@@ -33,12 +33,13 @@ import math
 import re
 import string
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from guiagent.rewards.registry import register_reward
-from guiagent.rewards.sample import Box, StepSample
-from guiagent.types import Action, ActionType, Direction, Point
+from guiagent.rewards.sample import RewardInput
+from guiagent.types import Action, ActionType, Direction, PixelBox, Point
 
 BOX_ENLARGE = 1.2  # UI-S1 released code: BBOX_ENLARGE_FACTOR
 POINT_THRESHOLD = 0.04  # UI-S1 released code: POINT_DISTANCE_THRESHOLD (normalised units)
@@ -59,9 +60,11 @@ DIRECTION_TYPES = frozenset({ActionType.SWIPE, ActionType.SCROLL, ActionType.DRA
 
 
 # --- Geometry --------------------------------------------------------------------------------------------
+# Frame-free: a box (x1, y1, x2, y2) and points in one frame, device pixels (PixelBox) or normalised
+# (the AndroidControl evaluator's NormBox).
 
 
-def enlarge_box(box: Box, scale: float) -> Box:
+def enlarge_box(box: Sequence[float], scale: float) -> tuple[float, float, float, float]:
     """Scale a box about its centre: ``(x1, y1, x2, y2)`` → same centre, ``scale`` × width and height."""
     x1, y1, x2, y2 = box
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -69,7 +72,7 @@ def enlarge_box(box: Box, scale: float) -> Box:
     return (cx - hw, cy - hh, cx + hw, cy + hh)
 
 
-def point_in_box(point: Point, box: Box, *, inclusive: bool = True) -> bool:
+def point_in_box(point: Point, box: Sequence[float], *, inclusive: bool = True) -> bool:
     """Whether ``point`` lies in ``box``; ``inclusive`` decides whether the edges count."""
     x, y = point
     x1, y1, x2, y2 = box
@@ -78,7 +81,7 @@ def point_in_box(point: Point, box: Box, *, inclusive: bool = True) -> bool:
     return x1 < x < x2 and y1 < y < y2
 
 
-def box_center(box: Box) -> Point:
+def box_center(box: Sequence[float]) -> Point:
     return ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
 
 
@@ -132,13 +135,23 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def text_contains(prediction: str, reference: str) -> bool:
-    """UI-S1's text check: either string contains the other, case-insensitive and trimmed.
+def text_contains(prediction: str | None, reference: str | None, *, empty_matches: bool = False) -> bool:
+    """UI-S1's text check (``check_text``): either text contains the other, lower-cased and trimmed.
 
-    Empty text matches only empty text (see the module docstring for why this differs from the code).
+    Both of UI-S1's matchers use this one rule: the training matcher (``verl/utils/reward_score/gui_utils/
+    utils.py``) and the evaluation matcher (``evaluation/qwenvl_utils.py``). They differ from each other
+    only in what surrounds it, not in the rule. None counts as empty.
+
+    Args:
+        prediction: The predicted text.
+        reference: The expert / ground-truth text.
+        empty_matches: In UI-S1's code ``""`` is contained in every text, so empty text matches anything;
+            True reproduces that (the AndroidControl/SOP evaluator, which must score like the reference).
+            False (default, the rewards) lets empty text match only empty text, so that typing nothing is
+            never rewarded.
     """
-    a, b = prediction.strip().lower(), reference.strip().lower()
-    if not a or not b:
+    a, b = (prediction or "").strip().lower(), (reference or "").strip().lower()
+    if not empty_matches and (not a or not b):
         return a == b
     return a in b or b in a
 
@@ -170,7 +183,7 @@ def types_match(a: ActionType, b: ActionType) -> bool:
 def click_hit(
     point: Point,
     expert: Action,
-    expert_box: Box | None,
+    expert_box: PixelBox | None,
     screen_size: tuple[int, int],
     *,
     box_scale: float = BOX_ENLARGE,
@@ -184,14 +197,14 @@ def click_hit(
 
 
 def arguments_match(
-    pred: Action, expert: Action, expert_box: Box | None, screen_size: tuple[int, int]
+    pred: Action, expert: Action, expert_box: PixelBox | None, screen_size: tuple[int, int]
 ) -> bool:
     """Whether ``pred``'s arguments match ``expert``'s under the UI-S1 rule (types assumed to match)."""
     kind = expert.type
     if kind in POINT_TYPES:
         return pred.point is not None and click_hit(pred.point, expert, expert_box, screen_size)
     if kind in TEXT_TYPES:
-        return text_contains(pred.text or "", expert.text or "")
+        return text_contains(pred.text, expert.text)
     if kind in DIRECTION_TYPES:
         return finger_direction(pred) is finger_direction(expert)
     if kind is ActionType.SYSTEM_BUTTON:
@@ -202,7 +215,7 @@ def arguments_match(
 
 
 def match_action(
-    pred: Action | None, expert: Action, expert_box: Box | None, screen_size: tuple[int, int]
+    pred: Action | None, expert: Action, expert_box: PixelBox | None, screen_size: tuple[int, int]
 ) -> MatchResult:
     """Match a predicted action against the expert step with UI-S1's training rule (arXiv 2509.11543).
 
@@ -261,16 +274,16 @@ def uis1_step_reward(
     raise ValueError(f"unknown UI-S1 reward variant {variant!r} (expected 'paper' or 'code')")
 
 
-def require_expert(sample: StepSample, reward: str) -> Action:
+def require_expert(sample: RewardInput, reward: str) -> Action:
     """The sample's expert action, or a clear error naming the reward that needs it."""
     if sample.expert is None:
-        raise ValueError(f"reward {reward!r} needs the expert action (StepSample.expert is None)")
+        raise ValueError(f"reward {reward!r} needs the expert action (RewardInput.expert is None)")
     return sample.expert
 
 
 @register_reward("uis1_step")
 def uis1_step(
-    sample: StepSample, *, variant: Literal["paper", "code"] = "paper", require_think: bool = True
+    sample: RewardInput, *, variant: Literal["paper", "code"] = "paper", require_think: bool = True
 ) -> float:
     """Registered UI-S1 step reward: :func:`match_action` then :func:`uis1_step_reward`.
 

@@ -9,7 +9,7 @@ LLM (Qwen3-235B) to judge it. A judge here is anything with
   bounded retries and a strict yes/no answer.
 
 The judge runs before the reward, which stays a pure function of its inputs
-(:func:`guiagent.rewards.har.har_reward`): :func:`with_memory_verdicts` fills ``StepSample.memory_used``
+(:func:`guiagent.rewards.har.har_reward`): :func:`with_memory_verdicts` fills ``RewardInput.memory_used``
 for a batch.
 """
 
@@ -28,7 +28,7 @@ from pydantic import Field
 from guiagent.config import StrictModel
 from guiagent.errors import PolicyError, PolicyTimeout
 from guiagent.rewards.matching import normalize_answer
-from guiagent.rewards.sample import StepSample
+from guiagent.rewards.sample import RewardInput
 
 
 @runtime_checkable
@@ -269,8 +269,8 @@ class LLMMemoryJudge:
 
 
 def with_memory_verdicts(
-    samples: Sequence[StepSample], judge: MemoryJudge, *, max_workers: int = 8
-) -> list[StepSample]:
+    samples: Sequence[RewardInput], judge: MemoryJudge, *, max_workers: int = 8
+) -> list[RewardInput]:
     """The samples with ``memory_used`` filled in by ``judge``, ready for the ``har`` reward.
 
     Samples whose response did not parse or has no reasoning get False without asking the judge: HAR's

@@ -4,7 +4,7 @@ The trainer never special-cases a reward: it reads a name from its config and ca
 under it, with one calling convention::
 
     fn = get_reward("uis1_step")
-    r = fn(sample, **options)          # sample: StepSample, options: the config's keyword options
+    r = fn(sample, **options)          # sample: RewardInput, options: the config's keyword options
 
 Options are keyword-only parameters with paper defaults (as for the advantage estimators in
 :mod:`guiagent.algos.registry`), so :class:`RewardConfig` can reject a misspelt option before a run starts.
@@ -25,7 +25,7 @@ from guiagent.config import StrictModel
 from guiagent.errors import ConfigError
 
 if TYPE_CHECKING:
-    from guiagent.rewards.sample import StepSample
+    from guiagent.rewards.sample import RewardInput
 
 RewardFn = Callable[..., float]
 F = TypeVar("F", bound=RewardFn)
@@ -34,7 +34,7 @@ _REWARDS: dict[str, RewardFn] = {}
 
 
 def register_reward(name: str) -> Callable[[F], F]:
-    """Decorator registering ``fn(sample: StepSample, **options) -> float`` under ``name``.
+    """Decorator registering ``fn(sample: RewardInput, **options) -> float`` under ``name``.
 
     Raises:
         ValueError: ``name`` is already registered.
@@ -92,6 +92,6 @@ class RewardConfig(StrictModel):
             raise ValueError(str(exc)) from None  # pydantic reports it with the file and key path
         return self
 
-    def __call__(self, sample: StepSample) -> float:
+    def __call__(self, sample: RewardInput) -> float:
         """Score one sample with the configured reward."""
         return get_reward(self.name)(sample, **self.options)

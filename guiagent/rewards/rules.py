@@ -63,8 +63,8 @@ from guiagent.rewards.matching import (
     types_match,
 )
 from guiagent.rewards.registry import register_reward
-from guiagent.rewards.sample import Box, StepSample
-from guiagent.types import Action, ActionType, Point
+from guiagent.rewards.sample import RewardInput
+from guiagent.types import Action, ActionType, PixelBox, Point
 
 
 class RuleRewardConfig(StrictModel):
@@ -183,7 +183,7 @@ def rule_preset(name: str) -> RuleRewardConfig:
         ) from None
 
 
-def segui_point_decay(point: Point, box: Box, screen_size: tuple[int, int]) -> float:
+def segui_point_decay(point: Point, box: PixelBox, screen_size: tuple[int, int]) -> float:
     """SE-GUI's dense point term (arXiv 2505.12370, released code), in [0, 1].
 
     In coordinates normalised per axis (x / width, y / height): d is the distance from the point to the
@@ -212,7 +212,7 @@ def _text_score(pred: str, ref: str, config: RuleRewardConfig) -> float:
     return score
 
 
-def _point_hit(point: Point, expert: Action, box: Box | None, config: RuleRewardConfig) -> bool:
+def _point_hit(point: Point, expert: Action, box: PixelBox | None, config: RuleRewardConfig) -> bool:
     if box is not None:
         return point_in_box(point, enlarge_box(box, config.box_scale), inclusive=config.box_inclusive)
     if config.point_fallback_px is None or expert.point is None:
@@ -230,7 +230,7 @@ def _point_hit(point: Point, expert: Action, box: Box | None, config: RuleReward
 
 
 def _args_score(
-    pred: Action, expert: Action, box: Box | None, screen_size: tuple[int, int], config: RuleRewardConfig
+    pred: Action, expert: Action, box: PixelBox | None, screen_size: tuple[int, int], config: RuleRewardConfig
 ) -> float | None:
     kind = expert.type
     if kind in POINT_TYPES:
@@ -247,7 +247,7 @@ def _args_score(
 def rule_reward(
     pred: Action | None,
     expert: Action,
-    expert_box: Box | None,
+    expert_box: PixelBox | None,
     screen_size: tuple[int, int],
     config: RuleRewardConfig,
     *,
@@ -289,7 +289,7 @@ def rule_reward(
 
 @register_reward("rule")
 def rule(
-    sample: StepSample, *, preset: str | None = None, config: RuleRewardConfig | dict | None = None
+    sample: RewardInput, *, preset: str | None = None, config: RuleRewardConfig | dict | None = None
 ) -> float:
     """Registered rule reward: give exactly one of ``preset`` (a name in ``RULE_PRESETS``) or ``config``."""
     if (preset is None) == (config is None):

@@ -1,6 +1,6 @@
 """What a reward function sees about one generated step.
 
-A :class:`StepSample` is built by the rollout/trainer from the policy's raw text (see
+A :class:`RewardInput` is built by the rollout/trainer from the policy's raw text (see
 :func:`guiagent.rewards.format.parse_response`) and the expert's step, and handed to the registered reward
 functions. All coordinates are device pixels of the screenshot the policy saw.
 """
@@ -11,13 +11,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from guiagent.types import Action, Outcome
-
-# (x1, y1, x2, y2) in device pixels, x1 <= x2 and y1 <= y2.
-Box = tuple[float, float, float, float]
+from guiagent.types import Action, Outcome, PixelBox
 
 
-def check_box(box: Sequence[float], name: str = "box") -> Box:
+def check_box(box: Sequence[float], name: str = "box") -> PixelBox:
     """Validate and normalise a ``(x1, y1, x2, y2)`` box.
 
     Raises:
@@ -34,7 +31,7 @@ def check_box(box: Sequence[float], name: str = "box") -> Box:
 
 
 @dataclass(frozen=True)
-class StepSample:
+class RewardInput:
     """One policy step, scored by the registered rewards.
 
     Attributes:
@@ -55,7 +52,7 @@ class StepSample:
     screen_size: tuple[int, int]
     think: str | None = None
     expert: Action | None = None
-    expert_box: Box | None = None
+    expert_box: PixelBox | None = None
     history: tuple[str, ...] = field(default_factory=tuple)
     memory_used: bool | None = None
     outcome: Outcome | None = None

@@ -8,7 +8,7 @@ The reward comes from the environment's own check (:class:`~guiagent.types.Outco
 from __future__ import annotations
 
 from guiagent.rewards.registry import register_reward
-from guiagent.rewards.sample import StepSample
+from guiagent.rewards.sample import RewardInput
 from guiagent.types import Outcome
 
 
@@ -21,12 +21,12 @@ def task_success_reward(outcome: Outcome, *, success: float = 1.0, failure: floa
 
 
 @register_reward("task_success")
-def task_success(sample: StepSample, *, success: float = 1.0, failure: float = 0.0) -> float:
+def task_success(sample: RewardInput, *, success: float = 1.0, failure: float = 0.0) -> float:
     """Registered task-success reward; the sample must carry the episode's :class:`Outcome`.
 
     Raises:
         ValueError: ``sample.outcome`` is None (the environment has not judged the episode).
     """
     if sample.outcome is None:
-        raise ValueError("reward 'task_success' needs StepSample.outcome from the environment's check")
+        raise ValueError("reward 'task_success' needs RewardInput.outcome from the environment's check")
     return task_success_reward(sample.outcome, success=success, failure=failure)

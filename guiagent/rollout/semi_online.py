@@ -21,21 +21,23 @@ one batched call; the thought is their ``<think>`` block (or their text up to th
 What the trainer gets (the contract of :meth:`guiagent.algos.AdvantageBatch.from_trajectories`): one
 :class:`~guiagent.types.Trajectory` per rollout, grouped per expert trajectory; one
 :class:`~guiagent.types.Step` per *generated* response, ``Step.index`` = the expert step, ``Step.reward``
-= its step reward, ``Step.info["matched"]`` = the matcher's verdict (UI-S1 returns end their segment at
-a mismatch), ``Step.response`` / ``Step.logprobs`` / ``info["token_ids"]`` = what the policy generated,
-``info["round"]`` / ``info["seed"]`` = the batched round and its sampling seed, ``timings["policy_batch"]``
-= seconds of that round's batched call (shared by all its steps).
+= its step reward, ``Step.matched`` = the matcher's verdict (UI-S1 returns end their segment at a
+mismatch), ``Step.response`` / ``Step.logprobs`` / ``Step.token_ids`` = what the policy generated,
+``Step.patch`` = the patch that replaced a mismatched response in later prompts (its kind in the
+trajectory's ``info["patch_kind"]``), ``info["round"]`` / ``info["seed"]`` = the batched round and its sampling seed,
+``timings["policy_batch"]`` = seconds of that round's batched call (shared by all its steps).
 
 Which rows are trained on: DESIGN.md says "every generated step is a sample; patched responses are
 context only". With ``patched_steps="sample"`` (default) the response that was patched over is a
 training sample like every other generated step (its low reward is the signal that pushes the wrong
-action down) and the patch text lives only in ``info["patch"]`` (never a row). With
+action down) and the patch text lives only in ``Step.patch`` (never a row). With
 ``patched_steps="context"`` the step whose response was patched over is flagged ``Step.patched=True``,
 which ``AdvantageBatch`` masks (context only, advantage 0) — the reading of the algos package's
 hand-computed UI-S1 example. Either way the step's reward counts in returns and trajectory totals.
 
-:func:`history_for` rebuilds the exact prompt history of any step from a trajectory (patches in
-place of patched-over responses), so the trainer re-encodes the same prompts the rollout sampled with.
+Prompts hold the history :func:`guiagent.policy.prompts.history_from_steps` makes of a rollout's earlier
+steps (patches in place of patched-over responses), the rule the trainer uses too when it re-encodes the
+prompts the rollout sampled with.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -51,15 +53,8 @@ from pydantic import Field
 
 from guiagent.config import StrictModel
 from guiagent.errors import ConfigError, DataError, PolicyError
-from guiagent.policy.prompts import PromptConfig
+from guiagent.policy.prompts import PromptConfig, build_messages, history_from_steps
 from guiagent.types import Step, Trajectory
-
-# Key under Step.info read by AdvantageBatch.from_trajectories (guiagent.algos.batch.MATCHED_INFO_KEY); kept
-# as a literal so that importing the rollout does not import torch.
-MATCHED = "matched"
-PATCH = "patch"
-
-Box = tuple[float, float, float, float]
 
 
 class SemiOnlineConfig(StrictModel):
@@ -93,41 +88,6 @@ class SemiOnlineConfig(StrictModel):
     seed: int = Field(
         0, description="Base sampling seed; round r samples with seed + r, recorded on every step."
     )
-
-
-def expert_box(step: Step) -> Box | None:
-    """The expert target's box (device pixels) recorded by the store's reader, if any.
-
-    UI-S1 jsonl steps carry ``check_options.candidate_bbox``, AndroidControl steps ``candidate_bbox``; the
-    training matcher takes one box, so the first candidate (the target element) is used.
-    """
-    uis1 = step.info.get("uis1") or {}
-    options = uis1.get("check_options") or {}
-    boxes = options.get("candidate_bbox") or (step.info.get("androidcontrol") or {}).get("candidate_bbox")
-    if not boxes:
-        return None
-    x1, y1, x2, y2 = (float(v) for v in boxes[0])
-    return (x1, y1, x2, y2)
-
-
-def history_for(trajectory: Trajectory, index: int, image_root: str | os.PathLike | None = None) -> list[Any]:
-    """The prompt history of step ``index`` of a semi-online trajectory, oldest first.
-
-    Each earlier step contributes the text that went into the dialogue: the patch when its response was
-    patched over, else the response itself, with the expert screen it was answered on.
-
-    Returns:
-        ``list[guiagent.policy.prompts.HistoryStep]`` for :func:`guiagent.policy.prompts.build_messages`.
-    """
-    return [_context(s, image_root) for s in trajectory.steps[:index]]
-
-
-def _context(step: Step, image_root: str | os.PathLike | None) -> Any:
-    """What one answered step leaves in the dialogue: its patch if it was patched over, else its response."""
-    from guiagent.policy.prompts import HistoryStep
-
-    response = step.info[PATCH]["response"] if PATCH in step.info else step.response
-    return HistoryStep(response=response, screenshot=step.observation.screenshot_source(image_root))
 
 
 def _generate(policy: Any, requests: list[Any], sampling: Any) -> list[Any]:
@@ -184,7 +144,6 @@ class _Rollout:
     group: int
     member: int
     steps: list[Step] = field(default_factory=list)
-    history: list[Any] = field(default_factory=list)
     patches: int = 0
     end: str | None = None  # "mismatch" or "expert_end" once finished
     model: str = ""  # the model name the backend reported
@@ -201,7 +160,6 @@ def semi_online_rollouts(
     *,
     image_root: str | os.PathLike | None = None,
     policy_version: str | None = None,
-    box_of: Callable[[Step], Box | None] = expert_box,
     thought_policy: Any = None,
 ) -> list[list[Trajectory]]:
     """Run ``config.n_rollouts`` UI-S1 semi-online rollouts of each expert trajectory.
@@ -215,13 +173,12 @@ def semi_online_rollouts(
             sampling.
         image_root: Directory relative screenshot paths resolve against (the episode store root).
         policy_version: Recorded on every trajectory; default: the model name the backend reports.
-        box_of: Expert target box of a step for the click check (default :func:`expert_box`).
         thought_policy: The auxiliary model of ``off_policy_thought`` patches (same ``generate`` interface).
 
     Returns:
         E groups (in ``experts`` order) of N trajectories each. Trajectory ``k`` of group ``e`` has one
         step per generated response (1 ≤ len ≤ len(experts[e])), rewards on every step,
-        ``info["matched"]`` on every step, and ``info`` = expert episode id, rollout index, patches used,
+        ``Step.matched`` on every step, and ``info`` = expert episode id, rollout index, patches used,
         how it ended, the sampling settings.
 
     Raises:
@@ -231,7 +188,6 @@ def semi_online_rollouts(
     """
     from guiagent.actions import format_action
     from guiagent.policy.base import GenerationRequest, SamplingParams
-    from guiagent.policy.prompts import build_messages
     from guiagent.rewards import match_action, parse_response, uis1_step_reward
 
     for expert in experts:
@@ -262,21 +218,20 @@ def semi_online_rollouts(
             expert_step = r.expert.steps[r.t]
             screen = expert_step.observation.screenshot_source(image_root)
             instruction = r.expert.instruction or expert_step.observation.instruction
-            requests.append(GenerationRequest(build_messages(instruction, screen, r.history, prompt)))
+            history = history_from_steps(r.steps, image_root)
+            requests.append(GenerationRequest(build_messages(instruction, screen, history, prompt)))
         t0 = time.perf_counter()
         generations = _generate(policy, requests, sampling)
         generate_s = time.perf_counter() - t0
         judged = []
         for r, generation in zip(active, generations):
-            obs = r.expert.steps[r.t].observation
+            expert_step = r.expert.steps[r.t]
+            obs = expert_step.observation
             geometry = prompt.geometry(obs.width, obs.height)
             parsed = parse_response(generation.text, fmt, geometry)
-            match = match_action(
-                parsed.action,
-                r.expert.steps[r.t].action,
-                box_of(r.expert.steps[r.t]),
-                (obs.width, obs.height),
-            )
+            # The training matcher takes one box: the expert target's, which readers put first.
+            box = expert_step.target_boxes[0] if expert_step.target_boxes else None
+            match = match_action(parsed.action, expert_step.action, box, (obs.width, obs.height))
             judged.append((r, generation, geometry, parsed, match))
         to_patch = [
             i
@@ -290,22 +245,20 @@ def semi_online_rollouts(
                 match, think_ok=parsed.think is not None or not require_think, variant=config.reward_variant
             )
             info: dict[str, Any] = {
-                MATCHED: match.exact_match,
                 "fmt": match.fmt,
                 "type_match": match.type_match,
                 "round": round_index,
                 "seed": seed,
-                "token_ids": list(generation.token_ids),
                 "finish_reason": generation.finish_reason,
                 "prompt_tokens": generation.prompt_tokens,
                 "batch_size": len(active),
             }
+            patch = None
             patched = False
             if i in thoughts:
                 # The expert action in the model's own format, after the patch kind's thought.
                 thought = thoughts[i] if thoughts[i] is not None else ("" if require_think else None)
                 patch = format_action(expert_step.action, fmt, geometry, thought=thought)
-                info[PATCH] = {"kind": config.patch_kind, "response": patch}
                 r.patches += 1
                 patched = config.patched_steps == "context"
             elif not match.exact_match:
@@ -318,12 +271,14 @@ def semi_online_rollouts(
                 parse_error=parsed.failure,
                 reward=reward,
                 logprobs=tuple(generation.logprobs),
+                token_ids=generation.token_ids,
+                matched=match.exact_match,
+                patch=patch,
                 patched=patched,
                 timings={"policy_batch": generate_s},
                 info=info,
             )
             r.steps.append(step)
-            r.history.append(_context(step, image_root))
             r.model = r.model or generation.model
             if r.end is None and r.t == len(r.expert.steps):
                 r.end = "expert_end"
@@ -364,4 +319,50 @@ def semi_online_rollouts(
     return groups
 
 
-__all__ = ["SemiOnlineConfig", "expert_box", "history_for", "semi_online_rollouts"]
+__all__ = ["SemiOnlineConfig", "semi_online_rollouts"]
+
+
+def rollout_summary(
+    groups: Sequence[Sequence[Trajectory]], batch: Any, advantages: dict[str, Sequence[float]], eta: float = 0.3
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What a batch of semi-online rollouts did: one row per sample and the totals.
+
+    Args:
+        groups: The rollout groups, as :func:`semi_online_rollouts` returns them.
+        batch: Their :class:`guiagent.algos.AdvantageBatch` (row order = group → rollout → step).
+        advantages: Estimator name → one advantage per row (``adv_<name>`` in each row).
+        eta: UI-S1's dynamic-sampling threshold: a task is kept when its rollouts' returns spread by more.
+
+    Returns:
+        ``(summary, rows)``; a row holds task, rollout, expert step, parsed, reward, matched, patched over,
+        trained, and the advantages.
+    """
+    from guiagent.algos.filters import dynamic_sampling_mask
+
+    rows, i = [], 0
+    for group in groups:
+        for trajectory in group:
+            for step in trajectory.steps:
+                rows.append({"task": trajectory.task_id, "rollout": trajectory.info["rollout"], "step": step.index,
+                             "parsed": step.action is not None, "reward": step.reward, "matched": step.matched,
+                             "patched_over": step.patch is not None, "trained": bool(batch.mask[i]),
+                             **{f"adv_{name}": values[i] for name, values in advantages.items()}})
+                i += 1
+    rewards = [r["reward"] for r in rows]
+    trajectories = [t for g in groups for t in g]
+    summary = {
+        "n_rollouts": max(len(g) for g in groups),
+        "expert_trajectories": len(groups),
+        "samples": len(rows),
+        "rounds": max(len(t) for t in trajectories),
+        "parsed_fraction": sum(r["parsed"] for r in rows) / len(rows),
+        "matched_fraction": sum(bool(r["matched"]) for r in rows) / len(rows),
+        "mean_reward": sum(rewards) / len(rewards),
+        "reward_counts": {str(v): rewards.count(v) for v in sorted(set(rewards))},
+        "patches": sum(r["patched_over"] for r in rows),
+        "ended_by_mismatch": sum(t.info["end"] == "mismatch" for t in trajectories),
+        "dynamic_sampling": {"eta": eta, "tasks": len(groups),
+                             "tasks_kept": len(set(batch.group_ids[dynamic_sampling_mask(batch, eta=eta)].tolist()))},
+        **{f"max_abs_adv_{name}": max(abs(a) for a in values) for name, values in advantages.items()},
+    }
+    return summary, rows

@@ -26,8 +26,9 @@ IGNORE_INDEX = -100  # the label of tokens that carry no loss (transformers' con
 
 
 @dataclass(frozen=True)
-class StepSample:
-    """One training sample.
+class TrainingSample:
+    """One training sample: a step's prompt and the response tokens the loss scores (what a reward sees of
+    a step is :class:`guiagent.rewards.RewardInput`).
 
     Attributes:
         messages: Chat messages of the prompt (images already decoded and resized), as
@@ -68,7 +69,7 @@ class ModelBatch:
 
 @dataclass(frozen=True)
 class EncodedSample:
-    """A :class:`StepSample` whose prompt is tokenised with its images (encode once, collate many times).
+    """A :class:`TrainingSample` whose prompt is tokenised with its images (encode once, collate many times).
 
     Attributes:
         prompt: The processor's output for the prompt alone: ``input_ids`` (1, P_i), ``attention_mask``
@@ -82,7 +83,7 @@ class EncodedSample:
     record: str = ""
 
 
-def encode_sample(processor: Any, sample: StepSample) -> EncodedSample:
+def encode_sample(processor: Any, sample: TrainingSample) -> EncodedSample:
     """Tokenise a sample's prompt with :func:`~guiagent.policy.prompts.encode_prompt` (the rollout's chat
     template and image-token check).
 
@@ -98,7 +99,7 @@ def encode_sample(processor: Any, sample: StepSample) -> EncodedSample:
     return EncodedSample(prompt=dict(inputs), response_ids=tuple(sample.response_ids), record=sample.record)
 
 
-def collate(processor: Any, samples: Sequence[StepSample | EncodedSample]) -> ModelBatch:
+def collate(processor: Any, samples: Sequence[TrainingSample | EncodedSample]) -> ModelBatch:
     """Collate samples: left-padded prompts, right-padded responses, labels on responses only.
 
     transformers' processor returns ``mm_token_type_ids`` for the prompt only; it is extended here with
@@ -185,7 +186,7 @@ __all__ = [
     "IGNORE_INDEX",
     "EncodedSample",
     "ModelBatch",
-    "StepSample",
+    "TrainingSample",
     "collate",
     "encode_sample",
     "response_logprobs",

@@ -16,13 +16,13 @@ from typing import Any, Literal
 import torch
 
 from guiagent.errors import DataError
-from guiagent.trainer.batching import StepSample, collate, encode_sample, response_logprobs
+from guiagent.trainer.batching import TrainingSample, collate, encode_sample, response_logprobs
 from guiagent.types import Trajectory
 
 
 def expert_samples(
     experts: Sequence[Trajectory], processor: Any, prompt: Any, image_root: str | os.PathLike | None = None
-) -> list[StepSample]:
+) -> list[TrainingSample]:
     """One SFT sample per expert step: the step's prompt and the expert action as model text + stop token.
 
     Args:
@@ -58,7 +58,7 @@ def expert_samples(
             text = format_action(step.action, fmt, prompt.geometry(obs.width, obs.height))
             # The stop token is part of the target: the policy must learn to end its answer.
             ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-            samples.append(StepSample(messages, tuple(ids), record))
+            samples.append(TrainingSample(messages, tuple(ids), record))
             history.append(HistoryStep(response=text, screenshot=screen))
     return samples
 
@@ -66,7 +66,7 @@ def expert_samples(
 def sft_warmup(
     model: Any,
     processor: Any,
-    samples: Sequence[StepSample],
+    samples: Sequence[TrainingSample],
     steps: int,
     lr: float = 1e-3,
     batch_size: int = 4,

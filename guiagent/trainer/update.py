@@ -3,9 +3,9 @@
 Rows follow :meth:`guiagent.algos.AdvantageBatch.from_trajectories` exactly (group → trajectory → step),
 so the advantages any registered estimator returns line up with them. Rows whose ``mask`` is False there
 (context-only steps, ``Step.patched``) are not encoded at all: they contribute nothing to the loss or its
-gradient. The old log-probs are the ones the rollout recorded with each response (``Step.logprobs``), the
-prompt is rebuilt with :func:`guiagent.rollout.semi_online.history_for`, i.e. the same dialogue the
-response was sampled in.
+gradient. The old log-probs are the ones the rollout recorded with each response (``Step.logprobs``, one
+per ``Step.token_ids``), and the prompt is rebuilt with :func:`guiagent.policy.prompts.history_from_steps`,
+the history rule the rollout sampled with, i.e. the same dialogue the response was sampled in.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from typing import Any
 import torch
 
 from guiagent.errors import DataError
-from guiagent.trainer.batching import StepSample, collate, response_logprobs
+from guiagent.policy.prompts import build_messages, history_from_steps
+from guiagent.trainer.batching import TrainingSample, collate, response_logprobs
 from guiagent.types import Trajectory
 
 
 def rollout_samples(
     groups: Sequence[Sequence[Trajectory]], prompt: Any, image_root: str | os.PathLike | None = None
-) -> tuple[list[StepSample | None], list[tuple[float, ...] | None]]:
+) -> tuple[list[TrainingSample | None], list[tuple[float, ...] | None]]:
     """The training sample and recorded log-probs of every row, in ``AdvantageBatch`` row order.
 
     Returns:
@@ -32,10 +33,7 @@ def rollout_samples(
     Raises:
         DataError: a trained step lacks its token ids or log-probs, or their lengths differ.
     """
-    from guiagent.policy.prompts import build_messages
-    from guiagent.rollout.semi_online import history_for
-
-    samples: list[StepSample | None] = []
+    samples: list[TrainingSample | None] = []
     old: list[tuple[float, ...] | None] = []
     for group in groups:
         for trajectory in group:
@@ -45,18 +43,18 @@ def rollout_samples(
                     old.append(None)
                     continue
                 record = f"{trajectory.episode_id} step {step.index}"
-                ids = step.info.get("token_ids")
+                ids = step.token_ids
                 if not ids or step.logprobs is None or len(step.logprobs) != len(ids):
                     raise DataError(
-                        "a trained step needs info['token_ids'] and as many Step.logprobs "
+                        "a trained step needs Step.token_ids and as many Step.logprobs "
                         f"(got {len(ids or ())} ids, {len(step.logprobs or ())} log-probs)",
                         record=record,
                     )
                 obs = step.observation
                 instruction = trajectory.instruction or obs.instruction or ""
-                history = history_for(trajectory, t, image_root)
+                history = history_from_steps(trajectory.steps[:t], image_root)
                 messages = build_messages(instruction, obs.screenshot_source(image_root), history, prompt)
-                samples.append(StepSample(messages, tuple(ids), record))
+                samples.append(TrainingSample(messages, ids, record))
                 old.append(tuple(step.logprobs))
     return samples, old
 

@@ -29,12 +29,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from guiagent.data.base import encode_png
+from guiagent.actions.gestures import scroll_stroke
 from guiagent.envs.android.config import AndroidEnvConfig, AndroidInputConfig
-from guiagent.envs.base import Env, scroll_stroke
+from guiagent.envs.base import Env, TaskEvaluation, evaluate_with
 from guiagent.errors import ActionError, ConfigError, DeviceError, DeviceLost, DeviceNotReady, DeviceTimeout
+from guiagent.images import encode_png
 from guiagent.net import free_port
-from guiagent.types import Action, ActionType, Observation, SystemButton, Task
+from guiagent.types import Action, ActionType, Observation, Outcome, SystemButton, Task
 
 T = TypeVar("T")
 
@@ -99,18 +100,23 @@ class AndroidEnv(Env):
         config: Device, adb server, timeouts, reset and input settings.
         task_setup: Called as ``task_setup(env, task)`` after the snapshot load and readiness check of
             :meth:`reset`, to put the device into the task's initial state (install data, open an app).
+        task_evaluation: Called as ``task_evaluation(env, task)`` by :meth:`evaluate`: the benchmark's own
+            checker (AndroidWorld's ``is_successful``, a MobileSim judge), returning an ``Outcome`` or a bool.
+            ``env.answer`` holds the episode's last ANSWER.
 
     Attributes:
         counters: ``retries``, ``reconnects``, ``timeouts``, ``lost`` since construction.
     """
 
-    def __init__(self, config: AndroidEnvConfig, task_setup: Callable[[AndroidEnv, Task], None] | None = None):
+    def __init__(self, config: AndroidEnvConfig, task_setup: Callable[[AndroidEnv, Task], None] | None = None,
+                 task_evaluation: TaskEvaluation | None = None):
         import adbutils  # deferred: only this backend needs it
 
         self.config = config
         self.env_id = config.serial
         self.counters = {"retries": 0, "reconnects": 0, "timeouts": 0, "lost": 0}
         self._task_setup = task_setup
+        self._task_evaluation = task_evaluation
         self._instruction = ""
         self._ime_ready = False
         self._packages: list[str] | None = None
@@ -358,8 +364,10 @@ class AndroidEnv(Env):
 
     def reset(self, task: Task | None = None) -> Observation:
         self._instruction = task.instruction if task is not None else ""
-        if self.config.snapshot_name and self.config.reset_method != "none":
-            self.load_snapshot(self.config.snapshot_name)
+        self.answer = None
+        snapshot = task.snapshot if task is not None and task.snapshot else self.config.snapshot_name
+        if snapshot and self.config.reset_method != "none":
+            self.load_snapshot(snapshot)
         self.wait_ready()
         if task is not None and self._task_setup is not None:
             self._task_setup(self, task)
@@ -411,9 +419,15 @@ class AndroidEnv(Env):
             return
         load_snapshot_adb_emu(self.config, self.config.serial, name)
 
+    def evaluate(self, task: Task) -> Outcome:
+        return evaluate_with(self, task, self._task_evaluation)
+
     def execute(self, action: Action) -> None:
         kind = action.type
-        if kind in (ActionType.ANSWER, ActionType.TERMINATE):
+        if kind is ActionType.ANSWER:
+            self.answer = action.text
+            return
+        if kind is ActionType.TERMINATE:
             return
         self.check_on_screen(action)
         if kind is ActionType.WAIT:
@@ -440,7 +454,7 @@ class AndroidEnv(Env):
             verb = "swipe" if kind is ActionType.SWIPE else "draganddrop"
             return f"input {verb} {x1} {y1} {x2} {y2} {ms}"
         if kind is ActionType.SCROLL:
-            (x1, y1), (x2, y2) = scroll_points(action, self._size, self.config.scroll_fraction)
+            (x1, y1), (x2, y2) = scroll_stroke(action.direction, self._size, action.point, action.amount)
             return f"input swipe {x1} {y1} {x2} {y2} {self.config.swipe_ms}"
         if kind is ActionType.TYPE:
             return self._type_command(action.text or "")
@@ -517,19 +531,6 @@ def keycode_for(action: Action) -> int:
     if name not in KEYCODES:
         raise ActionError(f"no Android key code for key {name!r}; known: {', '.join(sorted(KEYCODES))}")
     return KEYCODES[name]
-
-
-def scroll_points(action: Action, size: tuple[int, int], fraction: float) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Integer finger start and end of a SCROLL (:func:`~guiagent.envs.base.scroll_stroke`), one pixel
-    inside the screen edges along the scroll axis.
-
-    Args:
-        action: The SCROLL; ``point`` anchors it (default: screen centre), ``amount`` is the travel in pixels.
-        size: ``(width, height)`` of the screen.
-        fraction: Travel as a fraction of the screen side when ``amount`` is None.
-    """
-    start, end = scroll_stroke(action, size, fraction, margin=1)
-    return _px(start), _px(end)
 
 
 def resolve_app(name: str, app_packages: dict[str, str], installed: Callable[[], list[str]]) -> str:

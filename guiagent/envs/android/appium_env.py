@@ -14,13 +14,12 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from guiagent.envs.android.adb_env import (
-    decode_screenshot, keycode_for, load_snapshot_adb_emu, resolve_app, scroll_points,
-)
+from guiagent.actions.gestures import scroll_stroke
+from guiagent.envs.android.adb_env import decode_screenshot, keycode_for, load_snapshot_adb_emu, resolve_app
 from guiagent.envs.android.config import AppiumEnvConfig
-from guiagent.envs.base import Env
+from guiagent.envs.base import Env, TaskEvaluation, evaluate_with
 from guiagent.errors import ActionError, DeviceError, DeviceLost, DeviceTimeout
-from guiagent.types import Action, ActionType, Observation, Task
+from guiagent.types import Action, ActionType, Observation, Outcome, Task
 
 T = TypeVar("T")
 
@@ -52,15 +51,18 @@ class AppiumEnv(Env):
     Args:
         config: Server, device ports, timeouts and gesture settings.
         task_setup: Called as ``task_setup(env, task)`` after the snapshot load of :meth:`reset`.
+        task_evaluation: Called as ``task_evaluation(env, task)`` by :meth:`evaluate` (see ``AndroidEnv``).
     """
 
-    def __init__(self, config: AppiumEnvConfig, task_setup: Callable[[AppiumEnv, Task], None] | None = None):
+    def __init__(self, config: AppiumEnvConfig, task_setup: Callable[[AppiumEnv, Task], None] | None = None,
+                 task_evaluation: TaskEvaluation | None = None):
         from appium import webdriver
         from appium.webdriver.client_config import AppiumClientConfig
 
         self.config = config
         self.env_id = config.udid
         self._task_setup = task_setup
+        self._task_evaluation = task_evaluation
         self._instruction = ""
         self._size: tuple[int, int] | None = None
         client = AppiumClientConfig(remote_server_addr=config.server_url, timeout=config.timeout)
@@ -103,8 +105,10 @@ class AppiumEnv(Env):
 
     def reset(self, task: Task | None = None) -> Observation:
         self._instruction = task.instruction if task is not None else ""
-        if self.config.snapshot_name:
-            load_snapshot_adb_emu(self.config, self.config.udid, self.config.snapshot_name)
+        self.answer = None
+        snapshot = task.snapshot if task is not None and task.snapshot else self.config.snapshot_name
+        if snapshot:
+            load_snapshot_adb_emu(self.config, self.config.udid, snapshot)
         if task is not None and self._task_setup is not None:
             self._task_setup(self, task)
         return self.observe()
@@ -127,9 +131,15 @@ class AppiumEnv(Env):
         builder = ActionBuilder(self.driver, mouse=finger)
         self._call("actions", builder.perform)
 
+    def evaluate(self, task: Task) -> Outcome:
+        return evaluate_with(self, task, self._task_evaluation)
+
     def execute(self, action: Action) -> None:
         kind = action.type
-        if kind in (ActionType.ANSWER, ActionType.TERMINATE):
+        if kind is ActionType.ANSWER:
+            self.answer = action.text
+            return
+        if kind is ActionType.TERMINATE:
             return
         self.check_on_screen(action)
         points = [(int(round(x)), int(round(y))) for x, y in action.points()]
@@ -143,7 +153,7 @@ class AppiumEnv(Env):
             # A drag holds first so the view starts a drag-and-drop instead of a fling.
             self._gesture(points, 0.6 if kind is ActionType.DRAG else 0.0, ms)
         elif kind is ActionType.SCROLL:
-            start, end = scroll_points(action, self.screen_size, self.config.scroll_fraction)
+            start, end = scroll_stroke(action.direction, self.screen_size, action.point, action.amount)
             self._gesture([start, end], 0.0, self.config.swipe_ms)
         elif kind is ActionType.TYPE:
             self._call("type", lambda: self.driver.switch_to.active_element.send_keys(action.text))

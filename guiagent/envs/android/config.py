@@ -23,8 +23,6 @@ class AndroidInputConfig(StrictModel):
     snapshot_timeout: float = Field(60.0, gt=0, description="Seconds a snapshot load may take.")
     long_press_ms: int = Field(1000, ge=1, description="Press time of a long press when the action gives none.")
     swipe_ms: int = Field(300, ge=1, description="Duration of a swipe/scroll when the action gives none.")
-    scroll_fraction: float = Field(
-        0.5, gt=0, le=0.9, description="Finger travel of a SCROLL without amount, as a fraction of the screen side.")
 
 
 class AndroidEnvConfig(AndroidInputConfig):

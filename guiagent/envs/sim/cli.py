@@ -78,13 +78,34 @@ def tasks_command(seed: int = typer.Option(0, help="Seed whose instructions to s
         typer.echo(f"{name:28s} {APPS[template.app][0]:14s} max_steps={template.max_steps:<3d} {task.instruction}")
 
 
-def _save_step(out: Path, index: int, observation) -> object:
-    """Write the screenshot next to the trajectory and return the observation pointing at it."""
-    import dataclasses
+class TypedAgent:
+    """A person at the terminal: one command per line from ``lines`` (``help`` lists them), ``ui`` lists the
+    clickable nodes of the current screen; end of input ends the episode."""
 
-    name = f"step_{index:03d}.png"
-    (out / name).write_bytes(observation.screenshot)
-    return dataclasses.replace(observation, screenshot=None, screenshot_path=name)
+    def __init__(self, lines, echo):
+        self.lines = iter(lines)
+        self.echo = echo
+
+    def reset(self, task) -> None:
+        self.echo(_HELP_COMMANDS)
+
+    def act(self, observation, history):
+        from guiagent.agent import Decision
+        from guiagent.envs.sim.oracle import UIScreen
+        from guiagent.types import Action
+
+        for line in self.lines:
+            try:
+                action = parse_command(line)
+            except (ValueError, KeyError) as exc:
+                self.echo(f"  ? {exc}")
+                continue
+            if action is not None:
+                return Decision(action)
+            for n in UIScreen(observation.a11y_tree, (observation.width, observation.height)).nodes:
+                if n.clickable:
+                    self.echo(f"  {n.center[0]:6.0f} {n.center[1]:6.0f}  {n.text or n.desc or n.rid}")
+        return Decision(Action.terminate("failure", "end of input"))
 
 
 @app.command("run")
@@ -97,19 +118,17 @@ def run_command(
     height: int = _HEIGHT,
     step_latency: float = _STEP_LATENCY,
 ) -> None:
-    """Run one task and save every screen plus the trajectory JSON.
+    """Run one task through the agent loop and save every screen plus the trajectory JSON.
 
     Without --oracle, type one command per line (`help` lists them); `done` ends the episode.
     The success reported is the simulator's own check, not what was typed.
     """
-    import time
-    import uuid
+    import dataclasses
 
+    from guiagent.agent import OracleAgent, run_episode
     from guiagent.envs.sim.env import MobileSimEnv
-    from guiagent.envs.sim.oracle import UIScreen, expert_actions
     from guiagent.envs.sim.tasks import make_task
-    from guiagent.errors import ActionError
-    from guiagent.types import ActionType, EpisodeStatus, Outcome, Step, Trajectory, dumps
+    from guiagent.types import dumps
 
     try:
         task = make_task(template, seed)
@@ -118,53 +137,28 @@ def run_command(
         raise typer.Exit(code=2) from None
     out.mkdir(parents=True, exist_ok=True)
     env = MobileSimEnv(width=width, height=height, step_latency=step_latency, seed=seed)
-    start = time.perf_counter()
-    observation = env.reset(task)
     typer.echo(f"{task.task_id}: {task.instruction}")
-    if oracle:
-        actions = expert_actions(env.sim, task)
-    else:
-        typer.echo(_HELP_COMMANDS)
+    agent = OracleAgent() if oracle else TypedAgent(sys.stdin, typer.echo)
 
-        def typed():
-            for line in sys.stdin:
-                try:
-                    action = parse_command(line)
-                except (ValueError, KeyError) as exc:
-                    typer.echo(f"  ? {exc}")
-                    continue
-                if action is None:
-                    screen = UIScreen(env.sim.dump_ui_xml(), env.sim.size)
-                    for n in screen.nodes:
-                        if n.clickable:
-                            typer.echo(f"  {n.center[0]:6.0f} {n.center[1]:6.0f}  {n.text or n.desc or n.rid}")
-                    continue
-                yield action
-        actions = typed()
+    def show(step) -> None:
+        if step.refused is not None:
+            typer.echo(f"  ! {step.refused}")
+        else:
+            typer.echo(f"  {step.index + 1:3d} {step.action.type.value}")
+
+    trajectory = run_episode(env, task, agent, policy_version="expert" if oracle else "human", on_step=show)
     steps = []
-    for action in actions:
-        if len(steps) >= task.max_steps:
-            break
-        try:
-            next_observation = env.step(action)
-        except ActionError as exc:
-            typer.echo(f"  ! {exc}")
-            continue
-        steps.append(Step(index=len(steps), observation=_save_step(out, len(steps), observation), action=action))
-        observation = next_observation
-        typer.echo(f"  {len(steps):3d} {action.type.value:14s} -> {observation.extras['package']}"
-                   f"{observation.extras['activity']}")
-        if action.type is ActionType.TERMINATE:
-            break
-    final = _save_step(out, len(steps), observation)
-    success = env.is_successful()
-    trajectory = Trajectory(
-        episode_id=uuid.uuid4().hex, task_id=task.task_id, seed=seed, env_id=env.env_id,
-        policy_version="expert" if oracle else "human", steps=tuple(steps),
-        outcome=Outcome(EpisodeStatus.SUCCESS if success else EpisodeStatus.FAILURE, reward=float(success)),
-        instruction=task.instruction, timings={"total": time.perf_counter() - start},
-        info={"template": template, "final_screenshot": final.screenshot_path})
+    for step in trajectory.steps:  # screenshots beside the trajectory, as files
+        name = f"step_{step.index:03d}.png"
+        (out / name).write_bytes(step.observation.screenshot)
+        steps.append(dataclasses.replace(
+            step, observation=dataclasses.replace(step.observation, screenshot=None, screenshot_path=name)))
+    final = f"step_{len(steps):03d}.png"
+    (out / final).write_bytes(env.observe().screenshot)
+    trajectory = dataclasses.replace(trajectory, steps=tuple(steps),
+                                     info={**trajectory.info, "final_screenshot": final})
     (out / "trajectory.json").write_text(dumps(trajectory, indent=1), encoding="utf-8")
+    success = trajectory.outcome.success
     typer.echo(f"{'SUCCESS' if success else 'FAILURE'} after {len(steps)} steps; saved to {out}")
     raise typer.Exit(code=0 if success else 1)
 

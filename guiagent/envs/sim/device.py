@@ -16,16 +16,16 @@ import copy
 import json
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from PIL import Image
 
-from guiagent.data.base import encode_png
 from guiagent.envs.sim import apps
 from guiagent.envs.sim.apps import KEYBOARD, LAUNCHER, SYSTEMUI, Kit
 from guiagent.envs.sim.ui import Node, dump_xml, finalize, find_scrollable, hit_test, iter_nodes, render
 from guiagent.errors import ActionError, DataError
+from guiagent.images import encode_png
 from guiagent.types import Task
 
 # Android KeyEvent codes MobileSim understands (android.view.KeyEvent).
@@ -42,6 +42,7 @@ KEY_HOME, KEY_BACK, KEY_ENTER, KEY_DEL, KEY_APP_SWITCH = 3, 4, 66, 67, 187
 TOUCH_SLOP = 20
 LONG_PRESS_MS = 500
 _RENDER_CACHE_SIZE = 16
+INPUT_LOG_SIZE = 256  # input events MobileSim remembers (:meth:`MobileSim.inputs`)
 
 
 def keycode(code: int | str) -> int:
@@ -86,6 +87,7 @@ class MobileSim:
         self.step_latency = float(step_latency)
         self.seed = seed
         self._lock = threading.RLock()
+        self._inputs: deque[tuple] = deque(maxlen=INPUT_LOG_SIZE)
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._task: Task | None = None
         self.files: dict[str, bytes] = {}
@@ -245,8 +247,18 @@ class MobileSim:
         raise ActionError(f"no app named {name!r} on MobileSim (apps: {', '.join(a[0] for a in apps.APPS.values())})")
 
     # --- Input --------------------------------------------------------------------------------------------
+    def inputs(self) -> list[tuple]:
+        """The last :data:`INPUT_LOG_SIZE` input events this device received, oldest first, as the device
+        saw them (whichever path they came by: in-process, the virtual adbd, the emulator gRPC service):
+        ``("tap", x, y)``, ``("long_press", x, y, duration_ms)``, ``("swipe", x1, y1, x2, y2, duration_ms)``,
+        ``("text", text)``, ``("key", code)``. A reset does not clear it.
+        """
+        with self._lock:
+            return list(self._inputs)
+
     def tap(self, x: float, y: float) -> None:
         with self._lock:
+            self._inputs.append(("tap", x, y))
             node = hit_test(self._entry()["tree"], x, y)
             if node is not None:
                 self._dispatch(node.on_tap)
@@ -254,12 +266,14 @@ class MobileSim:
 
     def long_press(self, x: float, y: float, duration_ms: int = 1000) -> None:
         with self._lock:
+            self._inputs.append(("long_press", x, y, duration_ms))
             self._long_press(x, y)
         self._pause()
 
     def swipe(self, x1: float, y1: float, x2: float, y2: float, duration_ms: int = 300) -> None:
         """A finger moving from ``(x1, y1)`` to ``(x2, y2)``; a scroll list under the start point follows it."""
         with self._lock:
+            self._inputs.append(("swipe", x1, y1, x2, y2, duration_ms))
             dx, dy = x2 - x1, y2 - y1
             if (dx * dx + dy * dy) ** 0.5 < TOUCH_SLOP:
                 if duration_ms >= LONG_PRESS_MS:
@@ -280,6 +294,7 @@ class MobileSim:
     def input_text(self, text: str) -> None:
         """Type ``text`` into the focused field (dropped when no field has focus, as on Android)."""
         with self._lock:
+            self._inputs.append(("text", str(text)))
             for i, line in enumerate(str(text).split("\n")):
                 if i:
                     self._key(KEY_ENTER)
@@ -289,6 +304,7 @@ class MobileSim:
     def keyevent(self, code: int | str) -> None:
         code = keycode(code)
         with self._lock:
+            self._inputs.append(("key", code))
             self._key(code)
         self._pause()
 

@@ -6,10 +6,11 @@ so an episode in-process and the same episode over adb take the same path throug
 
 from __future__ import annotations
 
-from guiagent.envs.base import Env, scroll_stroke
+from guiagent.actions.gestures import scroll_stroke
+from guiagent.envs.base import Env, judged
 from guiagent.envs.sim.device import MobileSim, keycode
 from guiagent.errors import ActionError
-from guiagent.types import Action, ActionType, Observation, Task
+from guiagent.types import Action, ActionType, Observation, Outcome, Task
 
 _BUTTON_KEYS = {"back": 4, "home": 3, "menu": 82, "enter": 66, "app_switch": 187}
 # Lower-case key names of ``Action.key`` that are not "KEYCODE_<NAME>" spelled differently.
@@ -40,6 +41,7 @@ class MobileSimEnv(Env):
     def reset(self, task: Task | None = None) -> Observation:
         self.sim.reset(task)
         self._task = task
+        self.answer = None
         return self.observe()
 
     def observe(self) -> Observation:
@@ -50,9 +52,9 @@ class MobileSimEnv(Env):
                            instruction=self._task.instruction if self._task is not None else "",
                            extras={"package": package, "activity": activity})
 
-    def is_successful(self, task: Task | None = None) -> bool:
-        """The task's own check on the simulator state (default: the task of the last reset)."""
-        return self.sim.is_successful(task if task is not None else self._task)
+    def evaluate(self, task: Task) -> Outcome:
+        """The task's own check on the simulator state, with the recorded answer (:func:`judge_mobilesim`)."""
+        return judge_mobilesim(self.sim, task, self.answer)
 
     def execute(self, action: Action) -> None:
         """Run one canonical action. ANSWER records the text for answer tasks; TERMINATE changes nothing.
@@ -73,8 +75,8 @@ class MobileSimEnv(Env):
         elif kind in (ActionType.SWIPE, ActionType.DRAG):
             sim.swipe(*action.point, *action.end, duration_ms=int(1000 * (action.duration or 0.3)))
         elif kind is ActionType.SCROLL:
-            # The default travel, 40% of the screen, is this simulator's; adb's is configurable.
-            (x1, y1), (x2, y2) = scroll_stroke(action, sim.size, 0.4)
+            # The same stroke the converters write for a scroll and the adb/Appium backends perform.
+            (x1, y1), (x2, y2) = scroll_stroke(action.direction, sim.size, action.point, action.amount)
             sim.swipe(x1, y1, x2, y2, duration_ms=300)
         elif kind is ActionType.TYPE:
             sim.input_text(action.text)
@@ -88,8 +90,26 @@ class MobileSimEnv(Env):
         elif kind is ActionType.OPEN_APP:
             sim.start_app(sim.package_for(action.text))
         elif kind is ActionType.ANSWER:
-            sim.record_answer(action.text)
+            self.answer = action.text
         elif kind in (ActionType.WAIT, ActionType.TERMINATE):
             pass  # the simulator has nothing in flight to wait for
         else:
             raise ActionError(f"MobileSim has no equivalent for a {kind.value} action")
+
+
+def judge_mobilesim(sim: MobileSim, task: Task, answer: str | None) -> Outcome:
+    """Judge a MobileSim task from the device state; the agent's ``answer`` (None: none given) is what
+    answer tasks check. The one judgement for both the in-process env and a MobileSim behind its virtual
+    adbd (pass :func:`mobilesim_evaluation` to ``AndroidEnv(task_evaluation=...)``)."""
+    sim.record_answer(answer if answer is not None else "")
+    return judged(sim.is_successful(task))
+
+
+def mobilesim_evaluation(sim: MobileSim):
+    """A ``task_evaluation`` hook for an adb/Appium env driving ``sim`` through its virtual adbd."""
+    return lambda env, task: judge_mobilesim(sim, task, env.answer)
+
+
+def mobilesim_setup(sim: MobileSim):
+    """A ``task_setup`` hook for an adb/Appium env driving ``sim``: reset the simulated world to the task."""
+    return lambda env, task: sim.reset(task)

@@ -5,21 +5,16 @@ internal state), decides where the task stands, and returns the next action with
 centre of the node it wants. Because it re-plans from the screen each step, it recovers when it is
 started in the middle of a task or after someone else's wrong action.
 
-Usage::
+It plays through the one agent loop as :class:`guiagent.agent.OracleAgent`::
 
-    env = MobileSimEnv()
-    env.reset(task)
-    for action in expert_actions(env.sim, task):
-        env.execute(action)
-    trajectory = run_oracle(env, task)          # or reset + play + record in one call
+    trajectory = run_episode(MobileSimEnv(), task, OracleAgent(), policy_version="expert")
 
-Over adb, :func:`plan_actions` takes any source of UI dumps (``uiautomator dump`` through the backend).
+:func:`plan_actions` takes any source of UI dumps, so the same planner plays over adb (the dump that
+``uiautomator dump`` returns) and in-process.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +23,7 @@ from typing import Any
 from guiagent.envs.sim.apps import APPS, KEYBOARD, LAUNCHER
 from guiagent.envs.sim.tasks import digits, normalize
 from guiagent.errors import ActionError
-from guiagent.types import Action, ActionType, EpisodeStatus, Outcome, Step, Task, Trajectory
+from guiagent.types import Action, ActionType, Task
 
 
 @dataclass(frozen=True)
@@ -555,26 +550,10 @@ def expert_actions(sim: Any, task: Task) -> Iterator[Action]:
     return plan_actions(task, lambda: (sim.dump_ui_xml(), sim.size))
 
 
-def run_oracle(env: Any, task: Task, episode_id: str | None = None) -> Trajectory:
-    """Reset ``env`` (a :class:`~guiagent.envs.sim.env.MobileSimEnv`) to ``task`` and let the expert play it.
-
-    Returns:
-        The trajectory: one step per action with the observation it was taken on; the outcome comes
-        from the simulator's own success check.
-    """
-    start = time.perf_counter()
-    observation = env.reset(task)
-    steps = []
-    for index, action in enumerate(expert_actions(env.sim, task)):
-        t0 = time.perf_counter()
-        next_observation = env.step(action)
-        steps.append(Step(index=index, observation=observation, action=action,
-                          timings={"act": time.perf_counter() - t0}))
-        observation = next_observation
-    success = env.sim.is_successful(task)
-    return Trajectory(
-        episode_id=episode_id or uuid.uuid4().hex, task_id=task.task_id, seed=task.seed, env_id=env.env_id,
-        policy_version="expert", steps=tuple(steps),
-        outcome=Outcome(EpisodeStatus.SUCCESS if success else EpisodeStatus.FAILURE, reward=float(success)),
-        instruction=task.instruction, timings={"total": time.perf_counter() - start},
-        info={"template": task.template})
+def target_box(xml: str, size: tuple[int, int], point: tuple[float, float]) -> tuple[int, int, int, int] | None:
+    """Bounds ``(x1, y1, x2, y2)`` of the smallest clickable node of a uiautomator dump under ``point``,
+    or None when no clickable node covers it (how expert steps get their target element's box)."""
+    x, y = point
+    hits = [n.bounds for n in UIScreen(xml, size).nodes
+            if n.clickable and n.bounds[0] <= x <= n.bounds[2] and n.bounds[1] <= y <= n.bounds[3]]
+    return min(hits, key=lambda b: (b[2] - b[0]) * (b[3] - b[1])) if hits else None
