@@ -6,9 +6,12 @@ the bytes an adb server sees; tests/test_android_env.py drives the same server t
 
 from __future__ import annotations
 
+import errno
+import logging
 import shlex
 import socket
 import struct
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -16,8 +19,8 @@ from hypothesis import strategies as st
 
 from guiagent.envs.android.adb_env import encode_input_text
 from guiagent.envs.sim.adbd import (
-    A_CLSE, A_CNXN, A_OKAY, A_OPEN, A_VERSION, A_WRTE, SimShell, decode_input_text, pack_message, read_message,
-    serve, tokenize,
+    A_CLSE, A_CNXN, A_OKAY, A_OPEN, A_VERSION, A_WRTE, MAX_STREAMS, SimShell, decode_input_text, pack_message,
+    read_message, serve, tokenize,
 )
 from guiagent.envs.sim.device import MobileSim
 
@@ -177,6 +180,143 @@ def test_drop_closes_connections(sim):
     finally:
         raw.close()
         adbd.close()
+
+
+# --- what a local client cannot do to the server ------------------------------------------------------------
+
+
+def _closed_by_peer(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes ``sock`` within ``within`` seconds (reading and dropping what it sends)."""
+    sock.settimeout(within)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_failed_accept_is_logged_and_the_device_still_answers(sim, monkeypatch, caplog):
+    # The first accept fails as it does when the process runs out of file descriptors; the accept loop used
+    # to end there, leaving a listening port that nobody answers while the process lived on.
+    real_accept = socket.socket.accept
+    failures = []
+
+    def accept_emfile_once(listener):
+        if not failures:
+            failures.append(1)
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_accept(listener)
+
+    monkeypatch.setattr(socket.socket, "accept", accept_emfile_once)
+    with caplog.at_level(logging.WARNING, logger="guiagent.envs.sim.adbd"):
+        adbd = serve(sim)
+        try:
+            raw = RawHost(adbd.port)
+            try:
+                assert raw.read_stream(raw.open("shell:echo still here")) == b"still here\n"
+            finally:
+                raw.close()
+            assert adbd.counters["accept_errors"] == 1
+        finally:
+            adbd.close()
+    assert any("Too many open files" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("sent", [b"", pack_message(A_CNXN, A_VERSION, 4096, b"host::")[:10]],
+                         ids=["silent", "half-a-header"])
+def test_connection_that_does_not_complete_the_handshake_is_closed(sim, sent):
+    adbd = serve(sim, io_timeout=0.5)
+    try:
+        with socket.create_connection(("127.0.0.1", adbd.port)) as sock:
+            sock.sendall(sent)
+            start = time.monotonic()
+            assert _closed_by_peer(sock, within=5)
+            assert 0.4 < time.monotonic() - start < 3
+        assert adbd.counters["timeouts"] == 1
+    finally:
+        adbd.close()
+
+
+def test_idle_connection_is_closed_but_not_while_a_stream_is_open(sim):
+    adbd = serve(sim, idle_timeout=0.5)
+    raw = RawHost(adbd.port)
+    try:
+        # A command that runs longer than the idle timeout: the open stream keeps the connection.
+        assert raw.read_stream(raw.open("shell:sleep 1; echo done")) == b"done\n"
+        start = time.monotonic()
+        assert _closed_by_peer(raw.sock, within=5)
+        assert 0.4 < time.monotonic() - start < 3
+        assert adbd.counters["timeouts"] == 1
+    finally:
+        raw.close()
+        adbd.close()
+
+
+def test_idle_connection_is_kept_by_default(sim):
+    # An adb server keeps its connection open while the device is idle; adbd must not drop it.
+    adbd = serve(sim, io_timeout=0.3)
+    raw = RawHost(adbd.port)
+    try:
+        time.sleep(1.0)
+        assert raw.read_stream(raw.open("shell:echo hi")) == b"hi\n"
+    finally:
+        raw.close()
+        adbd.close()
+
+
+def test_connections_over_the_cap_are_refused_until_one_closes(sim):
+    adbd = serve(sim, max_connections=2)
+    hosts = [RawHost(adbd.port), RawHost(adbd.port)]
+    try:
+        with pytest.raises((ConnectionError, OSError)):
+            hosts.append(RawHost(adbd.port))  # accepted, then closed before any answer
+        assert adbd.counters["refused"] == 1
+        assert hosts[0].read_stream(hosts[0].open("shell:echo served")) == b"served\n"
+        hosts.pop(0).close()
+        deadline = time.monotonic() + 5
+        while True:  # the freed slot serves a new host once the server has seen the close
+            try:
+                hosts.append(RawHost(adbd.port))
+                break
+            except (ConnectionError, OSError):
+                assert time.monotonic() < deadline, "a closed connection never freed its slot"
+                time.sleep(0.05)
+        assert hosts[-1].read_stream(hosts[-1].open("shell:echo again")) == b"again\n"
+    finally:
+        for raw in hosts:
+            raw.close()
+        adbd.close()
+
+
+def test_open_before_cnxn_closes_the_connection(sim):
+    adbd = serve(sim)
+    try:
+        with socket.create_connection(("127.0.0.1", adbd.port), timeout=5) as sock:
+            sock.sendall(pack_message(A_OPEN, 1, 0, b"shell:echo hi\x00"))
+            with pytest.raises((ConnectionError, OSError)):
+                read_message(sock)  # no OKAY, no output: the connection is closed
+        assert adbd.counters["protocol_errors"] == 1
+        raw = RawHost(adbd.port)  # a well-behaved host is still served
+        try:
+            assert raw.read_stream(raw.open("shell:echo ok")) == b"ok\n"
+        finally:
+            raw.close()
+    finally:
+        adbd.close()
+
+
+def test_streams_per_connection_are_capped(host):
+    remotes = [host.open("shell:") for _ in range(MAX_STREAMS)]  # interactive shells stay open
+    assert len(set(remotes)) == MAX_STREAMS
+    host.next_id += 1
+    host.sock.sendall(pack_message(A_OPEN, host.next_id, 0, b"shell:echo one too many\x00"))
+    command, _, local, _ = read_message(host.sock)
+    assert (command, local) == (A_CLSE, host.next_id)  # refused; the connection itself lives on
+    host.sock.sendall(pack_message(A_CLSE, host.next_id, remotes[0]))  # closing one frees its slot
+    assert host.read_stream(host.open("shell:echo fits")) == b"fits\n"
 
 
 # --- the shell subset -------------------------------------------------------------------------------------

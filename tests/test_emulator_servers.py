@@ -27,7 +27,7 @@ def _read_until_closed(sock: socket.socket, within: float) -> bytes | None:
             data += chunk
     except ConnectionResetError:
         pass
-    except socket.timeout:
+    except TimeoutError:
         return None
     return bytes(data)
 

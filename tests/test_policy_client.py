@@ -1,21 +1,41 @@
-"""vLLM client against a real local HTTP server: retries, timeouts, concurrency limit, payload, parsing."""
+"""vLLM client against a real local HTTP server: retries, timeouts, concurrency limit, payload, parsing.
+
+:class:`ScriptedServer` plays servers that misbehave below HTTP (drip bytes, stay silent, hang up); other tests
+import it (tests/test_policy_serve.py).
+"""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
+import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
 
 from guiagent.errors import PolicyError, PolicyTimeout
+from guiagent.net import free_port
 from guiagent.policy.base import GenerationRequest, SamplingParams
 from guiagent.policy.client import VLLMClient, openai_messages
 from guiagent.policy.prompts import PromptConfig, build_messages
+
+
+def completion(model: str) -> dict:
+    """A chat completion as vLLM answers it (with its token-id and log-prob extensions)."""
+    return {
+        "model": model,
+        "choices": [{"message": {"content": "<tool_call>ok</tool_call>"}, "finish_reason": "stop",
+                     "token_ids": [5, 6, 2],
+                     "logprobs": {"content": [{"logprob": -0.5}, {"logprob": -0.25}, {"logprob": -0.125}]}}],
+        "usage": {"prompt_tokens": 42},
+    }
 
 
 class FakeVLLM(ThreadingHTTPServer):
@@ -59,14 +79,7 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"scripted failure")
             return
-        answer = {
-            "model": body["model"],
-            "choices": [{"message": {"content": "<tool_call>ok</tool_call>"}, "finish_reason": "stop",
-                         "token_ids": [5, 6, 2],
-                         "logprobs": {"content": [{"logprob": -0.5}, {"logprob": -0.25}, {"logprob": -0.125}]}}],
-            "usage": {"prompt_tokens": 42},
-        }
-        data = json.dumps(answer).encode()
+        data = json.dumps(completion(body["model"])).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -167,3 +180,214 @@ def test_openai_messages_keep_text_and_order():
     assert converted[0] == {"role": "system", "content": "sys"}
     assert converted[1]["content"][0] == {"type": "text", "text": "hi"}
     assert converted[1]["content"][1]["type"] == "image_url"
+
+
+# --- servers that misbehave below HTTP ---------------------------------------------------------------------
+
+
+class ScriptedServer:
+    """A TCP server on a free port that runs ``script(conn, stop)`` for every connection, in its own thread.
+
+    A context manager: leaving it (also when the test fails) stops accepting, closes every connection, sets
+    ``stop`` for scripts that loop, and joins their threads.
+
+    Attributes:
+        connections: How many connections were accepted.
+    """
+
+    def __init__(self, script: Callable[[socket.socket, threading.Event], None]):
+        self.script = script
+        self.port = free_port()
+        self.stop = threading.Event()
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener.settimeout(0.1)
+        self._socks: list[socket.socket] = []
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ScriptedServer:
+        self._threads[0].start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self._threads[0].join(timeout=5)
+        self._listener.close()
+        for sock in list(self._socks):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        for thread in self._threads[1:]:
+            thread.join(timeout=5)
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            self._socks.append(conn)
+            thread = threading.Thread(target=self._run, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _run(self, conn: socket.socket) -> None:
+        try:
+            self.script(conn, self.stop)
+        except OSError:
+            pass  # the client hung up, or __exit__ closed the connection
+        finally:
+            conn.close()  # one exchange per connection
+
+
+def read_request(conn: socket.socket) -> bytes:
+    """Read one HTTP request (headers and Content-Length body); returns its head."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionError("client hung up")
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+    length = lengths[0] if lengths else 0
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head
+
+
+def http_answer(status: int, body: bytes, content_type: str = "application/json") -> bytes:
+    head = f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\nConnection: close"
+    return head.encode() + b"\r\n\r\n" + body
+
+
+def drip(conn: socket.socket, stop: threading.Event, data: bytes, every: float = 0.1) -> None:
+    """Send ``data`` one byte per ``every`` seconds: each read is quick, so no per-read timeout ever fires."""
+    for byte in data:
+        if stop.wait(every):
+            return
+        conn.sendall(bytes([byte]))
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_dripping_server_is_cut_off_at_the_deadline(request_, part):
+    def script(conn, stop):
+        read_request(conn)
+        if part == "headers":
+            drip(conn, stop, b"HTTP/1.1 200 OK\r\n" + b"X-Drip: " + b"z" * 100_000)
+        else:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+            drip(conn, stop, b" " * 100_000)
+
+    with ScriptedServer(script) as server:
+        with VLLMClient(server.url, "tiny", timeout=1.0, max_retries=2, backoff=0.01, deadline=1.5) as client:
+            start = time.monotonic()
+            with pytest.raises(PolicyTimeout, match=f"{server.url}/v1/chat/completions.*1.5 s deadline"):
+                client.generate([request_], SamplingParams(greedy=True))
+            assert 1.4 < time.monotonic() - start < 3.5
+        assert server.connections == 1  # the one attempt used the whole deadline: none left to retry
+
+
+@pytest.mark.timeout(30)
+def test_silent_server_fails_at_the_deadline_not_after_the_read_timeouts(request_):
+    def script(conn, stop):
+        read_request(conn)
+        stop.wait()
+
+    with ScriptedServer(script) as server, \
+            VLLMClient(server.url, "tiny", timeout=60, max_retries=2, deadline=1.0) as client:
+        start = time.monotonic()
+        with pytest.raises(PolicyTimeout, match=server.url):
+            client.generate([request_], SamplingParams(greedy=True))
+        assert time.monotonic() - start < 2.5
+
+
+def test_deadline_stops_retries_that_would_not_fit(request_):
+    def script(conn, stop):
+        read_request(conn)
+        conn.sendall(http_answer(503, b"busy"))
+
+    with ScriptedServer(script) as server:
+        with VLLMClient(server.url, "tiny", max_retries=5, backoff=0.4, deadline=1.0) as client:
+            start = time.monotonic()
+            with pytest.raises(PolicyError, match="HTTP 503") as info:
+                client.generate([request_], SamplingParams(greedy=True))
+            assert time.monotonic() - start < 1.2
+        # attempts at 0 s, 0.4 s; the next pause (0.8 s) would end past the deadline
+        assert server.connections == 2 and "2 attempts within the 1 s deadline" in str(info.value)
+
+
+def test_dropped_connection_is_retried(request_):
+    def script(conn, stop):
+        read_request(conn)
+        if server.connections == 1:
+            return  # hang up without an answer, as a server restarting does
+        conn.sendall(http_answer(200, json.dumps(completion("tiny")).encode()))
+
+    with ScriptedServer(script) as server:
+        with VLLMClient(server.url, "tiny", max_retries=1, backoff=0.01) as client:
+            gen = client.generate([request_], SamplingParams(greedy=True))[0]
+            assert gen.text == "<tool_call>ok</tool_call>" and client.retries == 1
+        assert server.connections == 2
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8000", "ftp://127.0.0.1:8000", "http://", "http://[::1"])
+def test_invalid_url_fails_at_once_and_names_the_url(url):
+    start = time.monotonic()
+    with pytest.raises(PolicyError, match="invalid policy server URL") as info:
+        VLLMClient(url, "tiny", max_retries=3)
+    assert url in str(info.value) and not isinstance(info.value, PolicyTimeout)
+    assert time.monotonic() - start < 1
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (b"<html>Bad gateway</html>", "application/json"),  # says JSON, is not
+    (b"<html>a proxy's login page</html>", "text/html"),
+    (b"[1, 2, 3]", "application/json"),
+    (b'{"choices": [], "usage": {"prompt_tokens": 3}}', "application/json"),
+    (b'{"choices": [{"message": {"content": 5}}], "usage": {"prompt_tokens": 3}}', "application/json"),
+    ((b'{"choices": [{"message": {"content": "x"}, "token_ids": ["7"], "logprobs": {"content": [{"logprob": -1}]}}],'
+      b' "usage": {"prompt_tokens": 3}}'), "application/json"),
+    (b'{"choices": [{"message": {"content": "x"}}]}', "application/json"),
+], ids=["not-json", "html", "list", "no-choices", "content-not-text", "token-id-not-int", "no-usage"])
+def test_malformed_reply_is_a_policy_error_naming_the_url(request_, body, content_type):
+    def script(conn, stop):
+        read_request(conn)
+        conn.sendall(http_answer(200, body, content_type))
+
+    with ScriptedServer(script) as server:
+        with VLLMClient(server.url, "tiny", max_retries=2, backoff=0.01) as client, \
+                pytest.raises(PolicyError, match=f"{server.url}/v1/chat/completions") as info:
+            client.generate([request_], SamplingParams(greedy=True))
+        assert not isinstance(info.value, PolicyTimeout)
+        assert server.connections == 1  # the same request would get the same reply: not retried
+
+
+@pytest.mark.timeout(60)
+def test_cli_deadline_bounds_a_generation_against_a_silent_server(tmp_path):
+    screenshot = tmp_path / "screen.png"
+    Image.new("RGB", (56, 112), "red").save(screenshot)
+
+    def script(conn, stop):
+        read_request(conn)
+        stop.wait()
+
+    with ScriptedServer(script) as server:
+        start = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "guiagent", "policy", "generate", "tiny", str(screenshot), "open settings",
+             "--server", server.url, "--deadline", "1"],
+            check=False, capture_output=True, text=True, timeout=50,
+        )
+        elapsed = time.monotonic() - start
+    assert result.returncode == 1, result.stderr
+    assert "error:" in result.stderr and server.url in result.stderr and "deadline" in result.stderr
+    assert server.connections == 1 and elapsed < 30

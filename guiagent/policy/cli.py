@@ -36,9 +36,12 @@ def generate(
     ),
     max_tokens: int = typer.Option(128, help="Most tokens to generate."),
     server: str = typer.Option(None, help="vLLM server URL (e.g. http://127.0.0.1:8000); default: generate locally."),
+    deadline: float = typer.Option(
+        300.0, min=0.001, help="With --server: seconds the request may take in all, retries included, however "
+        "slowly the server answers."),
 ) -> None:
     """Ask the policy for one action on one screenshot, greedily; print text, tokens and log-probs as JSON."""
-    from guiagent.config import ActionSpaceConfig
+    from guiagent.actions import ActionSpaceConfig
     from guiagent.errors import GuiAgentError
     from guiagent.policy.base import GenerationRequest, SamplingParams
     from guiagent.policy.prompts import PromptConfig, build_messages
@@ -49,7 +52,7 @@ def generate(
         if server:
             from guiagent.policy.client import VLLMClient
 
-            with VLLMClient(server, model=str(model)) as policy:
+            with VLLMClient(server, model=str(model), deadline=deadline) as policy:
                 result = policy.generate([GenerationRequest(messages)], SamplingParams(max_tokens, greedy=True))[0]
         else:
             from guiagent.policy.local import LocalPolicy
@@ -110,9 +113,11 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None
     server = VLLMServer(config)
-    # SIGTERM (docker stop, a supervisor) must stop the server's process group as Ctrl-C does, during
-    # start-up too: installed before the launch so no window exists where it would orphan the server.
+    # SIGTERM (docker stop, a supervisor) and SIGHUP (the terminal closed) must stop the server's process
+    # group as Ctrl-C does, during start-up too: installed before the launch so no window exists where they
+    # would end this process without stop(). (Were it killed outright, the server's supervisor stops it.)
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     try:
         typer.echo(f"starting vLLM for {model} on {server.url} (log: {server.log_path})", err=True)
         server.start()

@@ -3,15 +3,21 @@
 The server runs in its own environment (a venv with vLLM, a container, a remote wrapper): give its Python
 interpreter (``python``) or a full command prefix (``command``). On a CPU-only machine
 :func:`vllm_cpu_python` builds (once, cached) the CPU venv with ``scripts/setup_vllm_cpu.sh``.
+
+The server never outlives its launcher: it runs under :func:`supervise` (``python -m guiagent.policy.serve``),
+which stops it when the launcher's end of a pipe closes, however the launcher ended. Every wait at start-up
+has a deadline: the CPU venv build, and the health wait, whose probes are bounded in total, not per read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,18 +68,40 @@ class ServerConfig(StrictModel):
     log_file: str | None = Field(None, description="Server stdout+stderr go here; default: a file in the cwd.")
 
 
-def vllm_cpu_python() -> str:
+def vllm_cpu_python(timeout: float = 3600.0) -> str:
     """Build (first call, minutes; cached afterwards) the vLLM CPU venv and return its interpreter path.
+
+    Args:
+        timeout: Seconds the build may take; then the script and everything it started (pip) are killed.
 
     Raises:
         PolicyError: the setup script is missing or failed.
+        PolicyTimeout: the setup script did not finish within ``timeout``.
     """
     if not SETUP_SCRIPT.exists():
         raise PolicyError(f"{SETUP_SCRIPT} not found: the vLLM CPU setup needs a guiagent source checkout")
-    result = subprocess.run(["bash", str(SETUP_SCRIPT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if result.returncode != 0:
-        raise PolicyError(f"{SETUP_SCRIPT} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    return result.stdout.strip().splitlines()[-1]
+    # Its own process group, so that a timeout reaches pip too: killing bash alone leaves pip holding the
+    # output pipes, and reading them would then wait for pip.
+    process = subprocess.Popen(["bash", str(SETUP_SCRIPT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except BaseException as exc:
+        _kill_group(process)
+        process.communicate()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise PolicyTimeout(f"{SETUP_SCRIPT} did not finish within {timeout:g} s") from exc
+        raise
+    if process.returncode != 0:
+        raise PolicyError(f"{SETUP_SCRIPT} failed (exit {process.returncode}):\n{stderr[-3000:]}")
+    return stdout.strip().splitlines()[-1]
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def server_command(config: ServerConfig) -> list[str]:
@@ -117,32 +145,94 @@ def server_env(config: ServerConfig) -> dict[str, str]:
     return env
 
 
+HEALTH_PROBE_S = 5.0  # most seconds one /health probe may take, start to last byte
+
+
 def wait_until_healthy(url: str, timeout: float, process: subprocess.Popen | None = None,
                        describe: Callable[[], str] = lambda: "") -> None:
-    """Poll ``url/health`` until it answers 200.
+    """Poll ``url/health`` until it answers 200, for at most ``timeout`` seconds whatever the server does.
 
     Raises:
         PolicyError: ``process`` (the server, or what launched it) exited first.
         PolicyTimeout: no healthy answer within ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         if process is not None and process.poll() is not None:
             raise PolicyError(f"vLLM server exited with code {process.returncode} during start-up; {describe()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=5.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(1.0)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        if _answers_200(f"{url}/health", min(HEALTH_PROBE_S, remaining)):
+            return
+        time.sleep(max(0.0, min(1.0, deadline - time.monotonic())))
     raise PolicyTimeout(f"vLLM server at {url} not healthy after {timeout:.0f} s; {describe()}")
+
+
+def _answers_200(url: str, seconds: float) -> bool:
+    """Whether GET ``url`` answers 200 within ``seconds`` in all; httpx's timeout alone bounds each read only."""
+
+    async def probe() -> int:
+        async with httpx.AsyncClient(timeout=seconds) as http:
+            return (await asyncio.wait_for(http.get(url), seconds)).status_code
+
+    try:
+        return asyncio.run(probe()) == 200
+    except (httpx.TransportError, asyncio.TimeoutError):
+        return False
+
+
+def supervise(argv: list[str], grace: float = 30.0) -> int:
+    """Run ``argv`` (the server) until it exits, and stop it if this process's stdin closes first.
+
+    :class:`VLLMServer` runs this as ``python -m guiagent.policy.serve ARGV``, as the leader of a new process
+    group, and keeps the write end of its stdin without ever writing. However the launcher ends (SIGKILL,
+    a crash, its terminal closing), the kernel then closes that pipe: the read here returns and the whole
+    group (server, engine, workers) gets SIGTERM, then SIGKILL after ``grace`` seconds. A server started in a
+    session of its own would otherwise outlive a launcher that could not clean up, holding the port and GPU.
+
+    Returns:
+        The server's exit status. A server killed by a signal is mirrored by dying of the same signal.
+    """
+    # No-op handlers rather than SIG_IGN, which the server would inherit: stop() signals the whole group,
+    # so the server gets the signal itself, and this process leaves when the server has gone.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    try:
+        server = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        print(f"cannot start {argv[0]}: {exc}", file=sys.stderr)
+        return 127
+    orphaned = threading.Event()
+    threading.Thread(target=_stop_group_when_orphaned, args=(orphaned, grace), daemon=True).start()
+    status = server.wait()
+    if orphaned.is_set():
+        os.killpg(0, signal.SIGKILL)  # whatever the server left behind; no launcher is left to want our status
+    if status < 0:
+        if -status in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
+    return status if status >= 0 else 128 - status
+
+
+def _stop_group_when_orphaned(orphaned: threading.Event, grace: float) -> None:
+    # The launcher never writes: the read returns b"" once its end of the pipe is closed. A raw read, because
+    # a thread blocked in sys.stdin's buffered reader holds a lock that aborts the interpreter's exit.
+    while os.read(0, 4096):
+        pass
+    orphaned.set()
+    os.killpg(0, signal.SIGTERM)
+    time.sleep(grace)
+    os.killpg(0, signal.SIGKILL)
 
 
 class VLLMServer:
     """A running vLLM server process (context manager: starts on enter, stops on exit).
 
     The server is started in its own process group so :meth:`stop` reaches its engine and worker
-    processes too: SIGTERM to the group, wait, then SIGKILL to the group.
+    processes too: SIGTERM to the group, wait, then SIGKILL to the group. It runs under :func:`supervise`
+    (``process`` is that supervisor, whose exit status is the server's), so it is stopped as well when this
+    process dies without calling :meth:`stop`.
     """
 
     def __init__(self, config: ServerConfig):
@@ -167,7 +257,8 @@ class VLLMServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                server_command(self.config), stdout=log, stderr=subprocess.STDOUT, env=server_env(self.config),
+                [sys.executable, "-m", "guiagent.policy.serve", *server_command(self.config)],
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=server_env(self.config),
                 start_new_session=True,
             )
         try:
@@ -189,21 +280,20 @@ class VLLMServer:
     def stop(self, timeout: float = 30.0) -> None:
         """Terminate the server's process group; kill it if it has not exited within ``timeout``."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=timeout)
-        except ProcessLookupError:
-            pass
-        # Engine/worker children may outlive the API process; the group id still names them.
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=timeout)
+            except ProcessLookupError:
+                pass
+            # Engine/worker children may outlive the API process; the group id still names them.
+            _kill_group(process)
+        process.stdin.close()  # last: closing it earlier would start the supervisor's own stop
 
     def __enter__(self) -> VLLMServer:
         return self.start()
@@ -225,3 +315,7 @@ def cpu_server(model: str | Path, log_file: str | Path, served_model_name: str =
     )
     config = ServerConfig(**{**settings, **overrides})
     return VLLMServer(config)
+
+
+if __name__ == "__main__":
+    sys.exit(supervise(sys.argv[1:]))

@@ -26,6 +26,12 @@ Fault injection for the farm's robustness tests: :meth:`VirtualAdbd.hang` stops 
 open, nothing is read), :meth:`VirtualAdbd.drop` closes every connection and refuses new ones until
 :meth:`VirtualAdbd.resume`; :meth:`VirtualAdbd.close` is the device dying.
 
+What a local client cannot do to it: stop the accept loop (a failed ``accept``, e.g. EMFILE when file
+descriptors run out, is logged, counted and retried after a back-off), hold it with silent or half-sent
+connections (``CNXN`` and every later message must arrive within ``io_timeout``; ``idle_timeout`` closes
+connections with no open stream), exhaust its threads (at most ``max_connections`` connections, each with
+at most :data:`MAX_STREAMS` streams) or open a service before the handshake (the connection is closed).
+
 Usage::
 
     sim = MobileSim()
@@ -39,6 +45,7 @@ import base64
 import itertools
 import logging
 import queue
+import select
 import socket
 import struct
 import threading
@@ -62,6 +69,7 @@ A_STLS = 0x534C5453
 A_VERSION_MIN = 0x01000000
 A_VERSION = 0x01000001  # from this version on, data_check is not validated (and we send 0)
 MAX_PAYLOAD = 1024 * 1024
+MAX_STREAMS = 64  # open streams per connection (each runs a thread); adb hosts use a handful
 _HEADER = struct.Struct("<6I")
 FEATURES = ("shell_v2",)  # advertise only what this module implements
 
@@ -92,9 +100,21 @@ def pack_message(command: int, arg0: int, arg1: int, data: bytes = b"", checksum
     return _HEADER.pack(command, arg0, arg1, len(data), check, command ^ 0xFFFFFFFF) + data
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
+def _wait_readable(sock: socket.socket, timeout: float | None) -> bool:
+    """Wait up to ``timeout`` seconds (None: forever) for ``sock`` to have data or EOF; False on timeout."""
+    fd = sock.fileno()
+    if fd < 0:
+        raise ConnectionError("socket closed")
+    poller = select.poll()  # not select(): it fails on descriptors above 1023
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else max(timeout, 0.0) * 1000))
+
+
+def _recv_exact(sock: socket.socket, n: int, deadline: float | None = None) -> bytes:
     chunks = []
     while n:
+        if deadline is not None and not _wait_readable(sock, deadline - time.monotonic()):
+            raise TimeoutError("message not complete before its deadline")
         chunk = sock.recv(n)
         if not chunk:
             raise ConnectionError("peer closed the connection")
@@ -103,14 +123,21 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_message(sock: socket.socket) -> tuple[int, int, int, bytes]:
-    """Read one transport message; returns ``(command, arg0, arg1, data)``."""
-    command, arg0, arg1, length, _check, magic = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
+def read_message(sock: socket.socket, deadline: float | None = None) -> tuple[int, int, int, bytes]:
+    """Read one transport message; returns ``(command, arg0, arg1, data)``.
+
+    Args:
+        sock: The connection.
+        deadline: ``time.monotonic()`` value by which the whole message must have arrived; a peer that
+            sends it slower (or stops halfway) gets a ``TimeoutError``. None waits as long as the socket's
+            own timeout allows for each chunk.
+    """
+    command, arg0, arg1, length, _check, magic = _HEADER.unpack(_recv_exact(sock, _HEADER.size, deadline))
     if magic != command ^ 0xFFFFFFFF:
         raise ProtocolError(f"bad magic {magic:#x} for command {command:#x}")
     if length > MAX_PAYLOAD:
         raise ProtocolError(f"payload of {length} bytes exceeds {MAX_PAYLOAD}")
-    return command, arg0, arg1, _recv_exact(sock, length) if length else b""
+    return command, arg0, arg1, _recv_exact(sock, length, deadline) if length else b""
 
 
 # --- The shell -----------------------------------------------------------------------------------------------
@@ -639,19 +666,45 @@ def _intent_options(args: list[str]) -> dict[str, str]:
     return opts
 
 
-def accept_loop(listener: socket.socket, closed: threading.Event, on_accept: Callable[[socket.socket], None]) -> None:
-    """Accept connections on ``listener`` and hand each to ``on_accept`` until ``closed`` is set."""
+ACCEPT_BACKOFF_S = (0.05, 1.0)  # first and longest pause after a failed accept
+
+
+def accept_loop(listener: socket.socket, closed: threading.Event, on_accept: Callable[[socket.socket], None],
+                counters: dict[str, int]) -> None:
+    """Accept connections on ``listener`` and hand each to ``on_accept`` until ``closed`` is set.
+
+    Nothing a client does ends the loop: a failed ``accept`` (EMFILE/ENFILE when file descriptors run out,
+    ENOBUFS, ECONNABORTED) or a failed hand-off (``on_accept`` raising, e.g. no thread can be started) is
+    logged, counted in ``counters["accept_errors"]`` and survived. After a failed accept the loop pauses,
+    50 ms doubling up to 1 s, because the connection that could not be accepted stays in the backlog and
+    would make the next accept fail at once, over and over.
+    """
+    host, port = listener.getsockname()[:2]
+    where = f"{host}:{port}"
     # A timeout lets close() stop this loop even where closing a listening socket does not wake accept().
     listener.settimeout(0.2)
+    pause = 0.0
     while not closed.is_set():
         try:
             sock, _addr = listener.accept()
-        except socket.timeout:
+        except TimeoutError:
             continue
-        except OSError:
-            break
-        sock.settimeout(None)
-        on_accept(sock)
+        except OSError as exc:
+            if closed.is_set() or listener.fileno() < 0:
+                break
+            counters["accept_errors"] += 1
+            pause = min(max(2 * pause, ACCEPT_BACKOFF_S[0]), ACCEPT_BACKOFF_S[1])
+            log.warning("accept on %s failed: %s; retrying in %.2f s", where, exc, pause)
+            closed.wait(pause)
+            continue
+        pause = 0.0
+        try:
+            sock.settimeout(None)
+            on_accept(sock)
+        except Exception:  # one connection's failure must not take the listener down with it
+            counters["accept_errors"] += 1
+            log.exception("could not serve a connection accepted on %s", where)
+            sock.close()
 
 
 def close_listener(listener: socket.socket) -> None:
@@ -705,8 +758,9 @@ class _Stream:
     def close(self) -> None:
         if not self.closed.is_set():
             self.closed.set()
-            self.conn.send(A_CLSE, self.local_id, self.remote_id)
             self.conn.streams.pop(self.local_id, None)
+            self.conn.last_activity = time.monotonic()  # the idle clock starts when the last stream ends
+            self.conn.send(A_CLSE, self.local_id, self.remote_id)
 
 
 class _Connection:
@@ -715,7 +769,11 @@ class _Connection:
     def __init__(self, server: VirtualAdbd, sock: socket.socket):
         self.server = server
         self.sock = sock
+        # Bounds every send: a peer that stops reading cannot hold a stream thread (and the send lock) forever.
+        sock.settimeout(server.io_timeout)
         self.alive = True
+        self.connected = False  # set by the host's CNXN; nothing else is accepted before it
+        self.last_activity = time.monotonic()
         self.version = A_VERSION
         self.max_payload = 4096
         self.streams: dict[int, _Stream] = {}
@@ -727,7 +785,11 @@ class _Connection:
         with self._send_lock:
             if not self.alive:
                 raise ConnectionError("connection closed")
-            self.sock.sendall(message)
+            try:
+                self.sock.sendall(message)
+            except OSError:
+                self.shutdown()  # a half-sent message leaves the byte stream unusable
+                raise
 
     def shutdown(self) -> None:
         self.alive = False
@@ -741,24 +803,58 @@ class _Connection:
         self.sock.close()
 
     def _serve(self) -> None:
+        server = self.server
+        handshake_deadline = time.monotonic() + server.io_timeout
         try:
             while self.alive:
-                command, arg0, arg1, data = read_message(self.sock)
-                self.server.wait_while_hung()
+                if self.connected:
+                    self._wait_for_message()
+                # A message, once started, must arrive whole within io_timeout: no byte-a-minute peers.
+                deadline = time.monotonic() + server.io_timeout if self.connected else handshake_deadline
+                command, arg0, arg1, data = read_message(self.sock, deadline)
+                self.last_activity = time.monotonic()
+                server.wait_while_hung()
                 if not self.alive:
                     break
                 self._handle(command, arg0, arg1, data)
-        except (OSError, ConnectionError, ProtocolError) as exc:
+        except TimeoutError as exc:
+            server.counters["timeouts"] += 1
+            log.info("adbd closes a connection: %s", exc)
+        except ProtocolError as exc:
+            server.counters["protocol_errors"] += 1
+            log.warning("adbd closes a connection: %s", exc)
+        except (OSError, ConnectionError) as exc:
             log.debug("adbd connection ended: %s", exc)
         finally:
             self.shutdown()
-            self.server.forget(self)
+            server.forget(self)
+
+    def _wait_for_message(self) -> None:
+        """Block until the host starts its next message.
+
+        Raises:
+            TimeoutError: no stream was open and the host sent nothing for ``idle_timeout`` seconds. An open
+                stream keeps the connection alive however quiet it is (``shell:sleep 60`` is not idle).
+        """
+        idle_timeout = self.server.idle_timeout
+        while True:
+            wait = idle_timeout
+            if idle_timeout is not None and not self.streams:
+                wait = self.last_activity + idle_timeout - time.monotonic()
+                if wait <= 0:
+                    raise TimeoutError(f"idle for {idle_timeout:g} s with no stream open")
+            if _wait_readable(self.sock, wait):
+                return
 
     def _handle(self, command: int, arg0: int, arg1: int, data: bytes) -> None:
         if command == A_CNXN:
             self.version = max(A_VERSION_MIN, min(arg0, A_VERSION))
             self.max_payload = max(4096, min(arg1, MAX_PAYLOAD))
+            self.connected = True
             self.send(A_CNXN, self.version, self.max_payload, self.server.banner())
+        elif not self.connected:
+            # adbd ignores a stream before the handshake; a peer that sends one is not an adb host.
+            raise ProtocolError(f"command {command:#x} before CNXN")
         elif command == A_OPEN:
             service = data.rstrip(b"\x00").decode("utf-8", errors="replace")
             self._open(arg0, service)
@@ -783,14 +879,19 @@ class _Connection:
 
     def _open(self, remote_id: int, service: str) -> None:
         runner = self.server.service_runner(service)
-        if runner is None:
-            self.send(A_CLSE, 0, remote_id)
+        if runner is None or len(self.streams) >= MAX_STREAMS:
+            self.send(A_CLSE, 0, remote_id)  # refused, as adbd refuses a service it cannot start
             return
         stream = _Stream(self, self.server.next_stream_id(), remote_id)
+        thread = threading.Thread(target=self._run_service, args=(runner, stream), name=f"adbd-{service[:20]}",
+                                  daemon=True)
         self.streams[stream.local_id] = stream
         self.send(A_OKAY, stream.local_id, remote_id)
-        threading.Thread(target=self._run_service, args=(runner, stream), name=f"adbd-{service[:20]}",
-                         daemon=True).start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # no thread to spare: this stream fails, the connection lives on
+            log.warning("adbd cannot start %r: %s", service, exc)
+            stream.close()
 
     def _run_service(self, runner: Callable[[_Stream], None], stream: _Stream) -> None:
         try:
@@ -806,17 +907,40 @@ class _Connection:
 class VirtualAdbd:
     """The server handle :func:`serve` returns: listening socket, connections, fault switches.
 
+    Args:
+        sim: The simulated phone to serve.
+        host: Listening address.
+        port: Listening TCP port; 0 picks a free one.
+        adb_keyboard: Pretend the ADBKeyboard input method is installed.
+        max_connections: Connections served at once; more are closed as soon as they are accepted. An adb
+            server keeps one connection per device, so the default leaves room for many servers and tools.
+        io_timeout: Seconds a connection may take to send its ``CNXN`` after connecting, to finish any message
+            it has started, and that one send to it may block.
+        idle_timeout: Close a connection that has no open stream and sent nothing for this many seconds.
+            None (the default) keeps it: an adb server holds its connection open while the device is idle
+            and, for an emulator it was told about, does not connect again once it is closed.
+
     Attributes:
         sim: The simulated phone being served.
         shell: The :class:`SimShell` that runs commands on it.
         host: Listening address.
         port: Listening TCP port (the actual one when 0 was asked).
         serial: What ``adb connect`` calls this device: ``"host:port"``.
+        counters: Since construction: ``accept_errors`` (failed accepts and hand-offs), ``refused``
+            (connections over ``max_connections``), ``timeouts`` (connections closed by ``io_timeout`` or
+            ``idle_timeout``), ``protocol_errors`` (connections closed for invalid messages).
     """
 
-    def __init__(self, sim: Any, host: str = "127.0.0.1", port: int = 0, adb_keyboard: bool = True):
+    def __init__(self, sim: Any, host: str = "127.0.0.1", port: int = 0, adb_keyboard: bool = True,
+                 max_connections: int = 32, io_timeout: float = 10.0, idle_timeout: float | None = None):
+        if max_connections < 1 or io_timeout <= 0 or (idle_timeout is not None and idle_timeout <= 0):
+            raise ValueError("max_connections must be >= 1 and io_timeout, idle_timeout > 0")
         self.sim = sim
         self.shell = SimShell(sim, adb_keyboard=adb_keyboard)
+        self.max_connections = max_connections
+        self.io_timeout = io_timeout
+        self.idle_timeout = idle_timeout
+        self.counters = {"accept_errors": 0, "refused": 0, "timeouts": 0, "protocol_errors": 0}
         self._listener = socket.create_server((host, port))
         self.host, self.port = host, self._listener.getsockname()[1]
         self.serial = f"{host}:{self.port}"
@@ -827,8 +951,9 @@ class VirtualAdbd:
         self._answering = threading.Event()
         self._answering.set()
         self._dropping = False
-        self._accept_thread = threading.Thread(target=accept_loop, args=(self._listener, self._closed, self._accept),
-                                               name="adbd-accept", daemon=True)
+        self._accept_thread = threading.Thread(
+            target=accept_loop, args=(self._listener, self._closed, self._accept, self.counters),
+            name="adbd-accept", daemon=True)
         self._accept_thread.start()
 
     # -- fault injection -----------------------------------------------------------------------------------
@@ -883,11 +1008,21 @@ class VirtualAdbd:
         if self._dropping:
             sock.close()
             return
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = _Connection(self, sock)
         with self._lock:
-            self._connections.add(conn)
-        conn.thread.start()
+            conn = _Connection(self, sock) if len(self._connections) < self.max_connections else None
+            if conn is not None:
+                self._connections.add(conn)
+        if conn is None:
+            self.counters["refused"] += 1
+            log.warning("adbd %s refuses a connection: %d already open", self.serial, self.max_connections)
+            sock.close()
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            conn.thread.start()
+        except BaseException:
+            self.forget(conn)
+            raise
 
     # -- services -----------------------------------------------------------------------------------------
     def next_stream_id(self) -> int:
@@ -1030,7 +1165,8 @@ def _sync_fail(message: str) -> bytes:
     return b"FAIL" + struct.pack("<I", len(raw)) + raw
 
 
-def serve(sim: Any, host: str = "127.0.0.1", port: int = 0, adb_keyboard: bool = True) -> VirtualAdbd:
+def serve(sim: Any, host: str = "127.0.0.1", port: int = 0, adb_keyboard: bool = True, max_connections: int = 32,
+          io_timeout: float = 10.0, idle_timeout: float | None = None) -> VirtualAdbd:
     """Serve ``sim`` over the ADB transport protocol on ``host:port`` (0 picks a free port).
 
     Args:
@@ -1038,9 +1174,13 @@ def serve(sim: Any, host: str = "127.0.0.1", port: int = 0, adb_keyboard: bool =
         host: Address to listen on; keep it on loopback (adbd has no authentication here).
         port: TCP port; the returned handle's ``.port`` is the real one.
         adb_keyboard: Pretend the ADBKeyboard input method is installed (for unicode text entry).
+        max_connections: Connections served at once (see :class:`VirtualAdbd`).
+        io_timeout: Seconds for the handshake, for each message once started, and for each send.
+        idle_timeout: Close connections with no open stream that stay silent this long; None keeps them.
 
     Returns:
         The running server; call ``.close()`` (or use it as a context manager) to stop it.
     """
-    return VirtualAdbd(sim, host=host, port=port, adb_keyboard=adb_keyboard)
+    return VirtualAdbd(sim, host=host, port=port, adb_keyboard=adb_keyboard, max_connections=max_connections,
+                       io_timeout=io_timeout, idle_timeout=idle_timeout)
 

@@ -28,8 +28,8 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-from guiagent.data.base import encode_png
 from guiagent.envs.sim.adbd import VirtualAdbd, accept_loop, close_listener
+from guiagent.images import encode_png
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ KEY_NAMES_TO_ANDROID = {"GoHome": 3, "Home": 3, "GoBack": 4, "Escape": 111, "Ent
 TAP_SLOP_PX = 20  # a touch that moves less than this and lifts quickly is a tap, as Android's touch slop
 LONG_PRESS_MS = 500  # ViewConfiguration's default long-press timeout
 DEFAULT_TOKEN_FILE = "~/.emulator_console_auth_token"
+MAX_CONSOLE_LINE = 4096  # bytes in one console command line; a longer one ends the session
 
 
 class SnapshotStore:
@@ -187,8 +188,19 @@ def _status():
     return grpc.StatusCode
 
 
-def serve_grpc(sim: Any, store: SnapshotStore, host: str = "127.0.0.1", port: int = 0):
+def serve_grpc(sim: Any, store: SnapshotStore, host: str = "127.0.0.1", port: int = 0, max_concurrent_rpcs: int = 16,
+               idle_timeout: float = 300.0):
     """Start the EmulatorController and SnapshotService on ``host:port``.
+
+    Args:
+        sim: The ``MobileSim``.
+        store: Snapshot store the SnapshotService acts on.
+        host: Loopback address to listen on.
+        port: TCP port; 0 picks a free one.
+        max_concurrent_rpcs: RPCs running or queued at once; more are answered ``RESOURCE_EXHAUSTED`` at once
+            instead of waiting in an unbounded queue behind a slow one.
+        idle_timeout: Seconds after which a connection with no RPC gets a GOAWAY; gRPC clients reconnect
+            transparently on their next call, so this only reaps connections their clients forgot.
 
     Returns:
         ``(server, port)``: the running ``grpc.Server`` (stop it with ``server.stop(grace)``) and its port.
@@ -198,9 +210,18 @@ def serve_grpc(sim: Any, store: SnapshotStore, host: str = "127.0.0.1", port: in
     from android_env.proto import snapshot_service_pb2_grpc as ss_grpc
 
     controller, snapshots = _grpc_servicers(sim, store)
-    # Screenshots at 1080x2400 are ~100-300 kB PNG or 7.8 MB RGB888: raise gRPC's 4 MB message default.
-    options = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=options)
+    options = [
+        # Screenshots at 1080x2400 are ~100-300 kB PNG or 7.8 MB RGB888: raise gRPC's 4 MB default for answers.
+        # Requests stay small (touches, keys, names), so the 4 MB limit on what a client may send stays.
+        ("grpc.max_send_message_length", 64 << 20),
+        ("grpc.max_receive_message_length", 4 << 20),
+        ("grpc.max_connection_idle_ms", int(idle_timeout * 1000)),
+        # Ping quiet clients so a peer that vanished without closing its connection is noticed and dropped.
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+    ]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=options,
+                         maximum_concurrent_rpcs=max_concurrent_rpcs)
     ec_grpc.add_EmulatorControllerServicer_to_server(controller, server)
     ss_grpc.add_SnapshotServiceServicer_to_server(snapshots, server)
     bound = server.add_insecure_port(f"{host}:{port}")
@@ -221,16 +242,32 @@ class EmulatorConsole:
         port: TCP port (the N of ``emulator-N``); 0 picks a free one.
         auth_token: Token clients must send with ``auth``; None disables authentication, as an emulator whose
             token file is empty does.
+        max_clients: Sessions served at once; a client over the limit is told so and disconnected.
+        idle_timeout: Seconds a session may wait for its next line before it is closed (``adb emu`` sends
+            its lines at once; this reaps clients that connect and say nothing, or stop mid-line).
+
+    Attributes:
+        counters: Since construction: ``accept_errors``, ``refused`` (clients over ``max_clients``),
+            ``timeouts`` (sessions closed by ``idle_timeout``), ``protocol_errors`` (lines over
+            :data:`MAX_CONSOLE_LINE` bytes).
     """
 
-    def __init__(self, store: SnapshotStore, port: int = 0, host: str = "127.0.0.1", auth_token: str | None = None):
+    def __init__(self, store: SnapshotStore, port: int = 0, host: str = "127.0.0.1", auth_token: str | None = None,
+                 max_clients: int = 8, idle_timeout: float = 300.0):
+        if max_clients < 1 or idle_timeout <= 0:
+            raise ValueError("max_clients must be >= 1 and idle_timeout > 0")
         self.store = store
         self.auth_token = auth_token
+        self.max_clients = max_clients
+        self.idle_timeout = idle_timeout
+        self.counters = {"accept_errors": 0, "refused": 0, "timeouts": 0, "protocol_errors": 0}
         self._listener = socket.create_server((host, port))
         self.port = self._listener.getsockname()[1]
         self._closed = threading.Event()
         self._clients: set[socket.socket] = set()
-        self._thread = threading.Thread(target=accept_loop, args=(self._listener, self._closed, self._accept),
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=accept_loop,
+                                        args=(self._listener, self._closed, self._accept, self.counters),
                                         name="emu-console", daemon=True)
         self._thread.start()
 
@@ -238,17 +275,40 @@ class EmulatorConsole:
         self._closed.set()
         close_listener(self._listener)
         self._thread.join(timeout=2)
-        for sock in list(self._clients):
+        with self._lock:
+            clients = list(self._clients)
+        for sock in clients:
             sock.close()
 
     def _accept(self, sock: socket.socket) -> None:
-        self._clients.add(sock)
-        threading.Thread(target=self._session, args=(sock,), name="emu-console-session", daemon=True).start()
+        with self._lock:
+            full = len(self._clients) >= self.max_clients
+            if not full:
+                self._clients.add(sock)
+        if full:
+            self.counters["refused"] += 1
+            log.warning("emulator console on port %d refuses a client: %d already connected", self.port,
+                        self.max_clients)
+            with sock:
+                sock.settimeout(1.0)  # a best-effort notice; a client that does not read gets nothing
+                try:
+                    sock.sendall(b"KO: too many console connections\r\n")
+                except OSError:
+                    pass
+            return
+        try:
+            threading.Thread(target=self._session, args=(sock,), name="emu-console-session", daemon=True).start()
+        except BaseException:
+            with self._lock:
+                self._clients.discard(sock)
+            raise
 
     def _session(self, sock: socket.socket) -> None:
         authed = self.auth_token is None
+        # Every read waits at most idle_timeout, and every send at most as long (a client that stops reading).
+        sock.settimeout(self.idle_timeout)
         try:
-            with sock, sock.makefile("rb") as reader:
+            with sock.makefile("rb") as reader:
                 if authed:
                     sock.sendall(b"Android Console: type 'help' for a list of commands\r\nOK\r\n")
                 else:
@@ -256,7 +316,14 @@ class EmulatorConsole:
                                  b"Android Console: type 'auth <auth_token>' to authenticate\r\n"
                                  b"Android Console: you can find your <auth_token> in \r\n"
                                  + f"'{Path(DEFAULT_TOKEN_FILE).expanduser()}'\r\n".encode() + b"OK\r\n")
-                for raw in reader:
+                while True:
+                    raw = reader.readline(MAX_CONSOLE_LINE + 1)
+                    if not raw:
+                        return
+                    if len(raw) > MAX_CONSOLE_LINE:
+                        self.counters["protocol_errors"] += 1
+                        sock.sendall(b"KO: line too long\r\n")
+                        return
                     words = raw.decode("utf-8", errors="replace").split()
                     if not words:
                         continue
@@ -271,10 +338,15 @@ class EmulatorConsole:
                     else:
                         reply = self._command(words)
                     sock.sendall(reply.encode())
+        except TimeoutError:
+            self.counters["timeouts"] += 1
+            log.info("emulator console closes a session idle for %g s", self.idle_timeout)
         except OSError as exc:
             log.debug("console session ended: %s", exc)
         finally:
-            self._clients.discard(sock)
+            sock.close()  # after the counters: a client that sees the close may read them
+            with self._lock:
+                self._clients.discard(sock)
 
     def _command(self, words: list[str]) -> str:
         if words == ["ping"]:
