@@ -16,6 +16,7 @@ import dataclasses
 import enum
 import io
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -118,7 +119,8 @@ class Action:
     """One canonical action. Coordinates are device pixels ``(x, y)``.
 
     Construct through the classmethods (``Action.click(x, y)``, ``Action.swipe(...)``) for readability;
-    ``__post_init__`` checks that exactly the fields the type needs are set.
+    ``__post_init__`` checks that exactly the fields the type needs are set, coordinates are finite, and
+    ``duration`` and ``amount`` are finite and not negative (ValueError naming the field).
 
     Attributes:
         type: The action type.
@@ -128,8 +130,9 @@ class Action:
         text: Text to type, answer text, app name for ``OPEN_APP``, optional message for ``TERMINATE``.
         keys: Key names, lower case (``("enter",)``, ``("ctrl", "c")``).
         button: The system button.
-        duration: Seconds: press time for a long press, swipe/drag duration, wait time.
-        amount: Scroll amount in wheel clicks (desktop) or pixels (touch); None means the device default.
+        duration: Seconds (finite, >= 0): press time for a long press, swipe/drag duration, wait time.
+        amount: Scroll amount (finite, >= 0) in wheel clicks (desktop) or pixels (touch); None means the
+            device default.
         status: Outcome claimed by ``TERMINATE``.
     """
 
@@ -152,17 +155,23 @@ class Action:
             if value is not None:
                 if len(value) != 2:
                     raise ValueError(f"{self.type.value}: {name} must be (x, y), got {value!r}")
-                object.__setattr__(self, name, (float(value[0]), float(value[1])))
+                point = (float(value[0]), float(value[1]))
+                if not all(math.isfinite(v) for v in point):
+                    raise ValueError(f"{self.type.value}: {name} must be finite, got {value!r}")
+                object.__setattr__(self, name, point)
         if self.keys is not None:
             object.__setattr__(self, "keys", tuple(str(k) for k in self.keys))
         for name, enum_type in (("direction", Direction), ("button", SystemButton), ("status", TerminateStatus)):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, enum_type(value))
-        for name in ("duration", "amount"):
+        for name in ("duration", "amount"):  # seconds; a scroll's magnitude (the direction carries the sign)
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, float(value))
+                number = float(value)
+                if not (math.isfinite(number) and number >= 0):
+                    raise ValueError(f"{self.type.value}: {name} must be a finite number >= 0, got {value!r}")
+                object.__setattr__(self, name, number)
         required = _REQUIRED[self.type]
         allowed = set(required) | set(_OPTIONAL.get(self.type, ()))
         for name in _PAYLOAD_FIELDS:
@@ -340,7 +349,11 @@ class Step:
     info: Mapping[str, JSONValue] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "target_boxes", tuple(tuple(float(v) for v in box) for box in self.target_boxes))
+        boxes = tuple(tuple(float(v) for v in box) for box in self.target_boxes)
+        for box in boxes:
+            if not all(math.isfinite(v) for v in box):
+                raise ValueError(f"target_boxes must be finite, got {box!r}")
+        object.__setattr__(self, "target_boxes", boxes)
         if self.token_ids is not None:
             object.__setattr__(self, "token_ids", tuple(int(t) for t in self.token_ids))
 
@@ -455,20 +468,32 @@ class Trajectory:
 # back using the field type hints. No pickle anywhere: these objects cross process and network borders.
 
 _BYTES_KEY = "__b64__"
+# Objects and lists nested in one serialised value (a Trajectory is 1, its steps 2, a Step 3, ...). Both
+# directions stop here, far below the interpreter's recursion limit, so whatever from_json accepts dumps
+# writes back, and dumps never writes a record that from_json refuses.
+MAX_JSON_DEPTH = 100
+_TOO_DEEP = f"{{path}}: nested deeper than {MAX_JSON_DEPTH} objects and lists (the most dumps writes)"
 
 
-def to_json(obj: Any) -> JSONValue:
-    """Convert a contract dataclass (or nested values) into JSON-compatible Python values."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+def to_json(obj: Any, _depth: int = 0) -> JSONValue:
+    """Convert a contract dataclass (or nested values) into JSON-compatible Python values.
+
+    Raises:
+        ValueError: objects and lists nest deeper than ``MAX_JSON_DEPTH``.
+    """
+    is_instance = dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+    if _depth >= MAX_JSON_DEPTH and (is_instance or isinstance(obj, (Mapping, list, tuple, bytes))):
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} objects and lists")
+    if is_instance:
+        return {f.name: to_json(getattr(obj, f.name), _depth + 1) for f in dataclasses.fields(obj)}
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, bytes):
         return {_BYTES_KEY: base64.b64encode(obj).decode("ascii")}
     if isinstance(obj, Mapping):
-        return {str(k): to_json(v) for k, v in obj.items()}
+        return {str(k): to_json(v, _depth + 1) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [to_json(v) for v in obj]
+        return [to_json(v, _depth + 1) for v in obj]
     return obj
 
 
@@ -480,28 +505,38 @@ def dumps(obj: Any, **kwargs: Any) -> str:
 def from_json(cls: type, data: Any) -> Any:
     """Rebuild an instance of dataclass ``cls`` from :func:`to_json` output.
 
+    Strict, so that a corrupt record is refused rather than half-read: every message starts with the
+    field's path (``Trajectory.steps[3].action``).
+
     Raises:
-        ValueError: a field is missing, unknown, or of the wrong kind.
+        ValueError: a field is missing, unknown, of the wrong kind, or refused by its class (a NaN
+            coordinate, a negative duration); bytes that are not valid base64; objects and lists nested
+            deeper than ``MAX_JSON_DEPTH``.
     """
-    return _decode(cls, data, cls.__name__)
+    return _decode(cls, data, cls.__name__, 0)
 
 
-def _decode(tp: Any, value: Any, path: str) -> Any:
+def _decode(tp: Any, value: Any, path: str, depth: int) -> Any:
+    """``value`` as type ``tp``; ``depth`` counts the objects and lists around ``value``."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        members = [arg for arg in args if arg is not type(None)]
+        if len(members) == 1:  # an optional field: its own error says more than "matches none"
+            return _decode(members[0], value, path, depth)
         errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        for arg in members:
             try:
-                return _decode(arg, value, path)
+                return _decode(arg, value, path, depth)
             except (ValueError, TypeError, KeyError) as exc:
                 errors.append(str(exc))
         raise ValueError(f"{path}: {value!r} matches none of {args}: {errors}")
+    if isinstance(value, (Mapping, list, tuple)) and depth >= MAX_JSON_DEPTH:
+        raise ValueError(_TOO_DEEP.format(path=path))
     if tp is Any or tp is JSONValue:
+        _check_depth(value, path, depth)
         return value
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
@@ -511,29 +546,41 @@ def _decode(tp: Any, value: Any, path: str) -> Any:
         unknown = set(value) - names
         if unknown:
             raise ValueError(f"{path}: unknown field(s) {sorted(unknown)} for {tp.__name__}")
-        kwargs = {k: _decode(hints[k], v, f"{path}.{k}") for k, v in value.items()}
-        return tp(**kwargs)
+        kwargs = {k: _decode(hints[k], v, f"{path}.{k}", depth + 1) for k, v in value.items()}
+        try:
+            return tp(**kwargs)
+        except (ValueError, TypeError) as exc:  # a missing field, or __post_init__ refusing a value
+            raise ValueError(f"{path}: {exc}") from None
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return tp(value)
+        try:
+            return tp(value)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
     if tp is bytes:
-        if not (isinstance(value, Mapping) and _BYTES_KEY in value):
-            raise ValueError(f"{path}: expected base64 bytes object")
-        return base64.b64decode(value[_BYTES_KEY])
+        if not (isinstance(value, Mapping) and set(value) == {_BYTES_KEY}
+                and isinstance(value[_BYTES_KEY], str)):
+            raise ValueError(f"{path}: expected a base64 bytes object {{{_BYTES_KEY!r}: str}}")
+        try:
+            # validate=True: by default b64decode drops every character outside the alphabet, so that
+            # garbage decodes to some (often empty) bytes instead of failing.
+            return base64.b64decode(value[_BYTES_KEY], validate=True)
+        except ValueError as exc:  # binascii.Error, or a str that is not ASCII
+            raise ValueError(f"{path}: invalid base64: {exc}") from None
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{path}: expected a list, got {type(value).__name__}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_decode(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
+            return tuple(_decode(args[0], v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
         if len(args) != len(value):
             raise ValueError(f"{path}: expected {len(args)} items, got {len(value)}")
-        return tuple(_decode(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(_decode(a, v, f"{path}[{i}]", depth + 1) for i, (a, v) in enumerate(zip(args, value)))
     if origin in (Mapping, dict) or tp in (dict, Mapping):
         if not isinstance(value, Mapping):
             raise ValueError(f"{path}: expected an object, got {type(value).__name__}")
         args = typing.get_args(tp)
         vt = args[1] if len(args) == 2 else Any
-        return {k: _decode(vt, v, f"{path}.{k}") for k, v in value.items()}
+        return {k: _decode(vt, v, f"{path}.{k}", depth + 1) for k, v in value.items()}
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{path}: expected a number, got {value!r}")
@@ -547,3 +594,14 @@ def _decode(tp: Any, value: Any, path: str) -> Any:
             raise ValueError(f"{path}: expected {tp.__name__}, got {value!r}")
         return value
     return value
+
+
+def _check_depth(value: Any, path: str, depth: int) -> None:
+    """Refuse a free-form JSON value (``info``, ``extras``) whose objects and lists nest deeper than
+    ``MAX_JSON_DEPTH`` counted from the top of the record (``depth`` objects and lists surround it)."""
+    if isinstance(value, (Mapping, list, tuple)):
+        if depth >= MAX_JSON_DEPTH:
+            raise ValueError(_TOO_DEEP.format(path=path))
+        items = value.items() if isinstance(value, Mapping) else enumerate(value)
+        for key, item in items:
+            _check_depth(item, f"{path}.{key}" if isinstance(value, Mapping) else f"{path}[{key}]", depth + 1)

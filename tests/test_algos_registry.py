@@ -62,7 +62,8 @@ def test_config_checks_names_and_options(tmp_path):
     path = tmp_path / "algo.yaml"
     path.write_text(dump_config(cfg))
     assert load_config(path, AlgoConfig) == cfg
-    with pytest.raises(ConfigError, match="advantage_options: unknown option.s. gama; valid: gamma, omega, norm, epsilon"):
+    with pytest.raises(ConfigError, match=r"advantage_options: unknown option.s. gama \(did you mean 'gamma'\?\); "
+                                          "valid: gamma, omega, norm, epsilon"):
         parse_config({"advantage": "gigpo", "advantage_options": {"gama": 0.9}}, AlgoConfig)
     # Tensors are not options: they are positional arguments of the loss.
     with pytest.raises(ConfigError, match="unknown option.s. ref_logprobs"):
@@ -71,6 +72,24 @@ def test_config_checks_names_and_options(tmp_path):
         parse_config({"advantage": "ppo"}, AlgoConfig)
     with pytest.raises(ConfigError, match=r"replay.capasity: unknown key \(did you mean 'capacity'\?\)"):
         parse_config({"replay": {"capasity": 4}}, AlgoConfig)
+
+
+def test_options_are_checked_against_the_annotations():
+    """Before, only the names were checked: ``gamma="high"`` passed and failed inside the estimator."""
+    gigpo = get_advantage("gigpo")
+    assert registry.check_options(gigpo, {"gamma": "0.5", "episode_stats": "steps"}, "--option") == {
+        "gamma": 0.5, "episode_stats": "steps"}
+    with pytest.raises(ConfigError, match=r"^--option\.gamma: Input should be a valid number"):
+        registry.check_options(gigpo, {"gamma": "high"}, "--option")
+    with pytest.raises(ConfigError, match=r"^--option\.episode_stats: Input should be 'trajectories' or 'steps'"):
+        registry.check_options(gigpo, {"episode_stats": "rows"}, "--option")
+    with pytest.raises(ConfigError, match=r"^<config>: loss_options\.clip_low: Input should be a valid number"):
+        parse_config({"loss_options": {"clip_low": [0.2]}}, AlgoConfig)
+    # Options without an annotation take any value; options without a default are required.
+    model = registry.options_model(lambda batch, *, free, tuned=0.5: batch)
+    assert model(free=[1, "x"]).free == [1, "x"]
+    with pytest.raises(ValueError, match="free"):
+        model()
 
 
 def test_config_options_drive_the_estimator():

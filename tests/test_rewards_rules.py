@@ -97,13 +97,6 @@ def test_se_gui_preset(point, box, expected):
     assert score("se_gui", Action.click(*point), box=box) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("preset", sorted(RULE_PRESETS))
-def test_non_finite_click_earns_no_point_credit(preset):
-    # format and type terms may count, the point terms must not, and nothing may become NaN.
-    nan = score(preset, Action.click(float("nan"), 250))
-    assert nan == score(preset, Action.click(5000, 5000))
-
-
 def test_segui_decay_guard_on_raw_distance():
     # Corner box (0, 0, 100, 100): centre (0.05, 0.05), d_max = hypot(0.95, 0.95) = 1.3435. A point at
     # (900, 900) has d = hypot(0.85, 0.85) = 1.202 > 1: the released code zeroes it although

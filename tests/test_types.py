@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -100,3 +101,84 @@ def test_from_json_rejects_unknown_fields_and_wrong_types() -> None:
         Task.from_json({**good, "instrution": "typo"})
     with pytest.raises(ValueError, match="expected an integer"):
         Task.from_json({**good, "seed": "3"})
+
+
+# --- Hardening: from_json refuses what the contract cannot hold, naming the field's path -----------------
+
+
+def test_action_refuses_non_finite_coordinates_and_negative_amounts() -> None:
+    nan, inf = float("nan"), float("inf")
+    for build, field in [
+        (lambda: Action.click(nan, 10), "point"),
+        (lambda: Action.swipe((0, 0), (10, -inf)), "end"),
+        (lambda: Action.long_press(5, 5, duration=-0.5), "duration"),
+        (lambda: Action.wait(inf), "duration"),
+        (lambda: Action.scroll("down", amount=-3), "amount"),
+        (lambda: Action.scroll("down", amount=nan), "amount"),
+    ]:
+        with pytest.raises(ValueError, match=field):
+            build()
+    # Off-screen (negative) coordinates are an action the device may refuse, not a corrupt one.
+    assert Action.click(-5, 3000).point == (-5.0, 3000.0)
+    assert Action.wait(0).duration == 0.0
+
+
+def _stored_trajectory() -> dict:
+    obs = Observation(1080, 2400, screenshot=b"\x89PNG", instruction="open wifi")
+    steps = [Step(0, obs, Action.click(10, 20)), Step(1, obs, Action.long_press(5, 5, duration=1.0))]
+    return json.loads(dumps(Trajectory("ep-1", "task-1", 7, "sim-0", "base", steps=steps, info={"k": [1]})))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["steps"][1]["action"].update(point=[float("nan"), 5]),
+         r"Trajectory\.steps\[1\]\.action: long_press: point must be finite"),
+        (lambda d: d["steps"][0]["action"].update(point=[float("inf"), 5]),
+         r"Trajectory\.steps\[0\]\.action: click: point must be finite"),
+        (lambda d: d["steps"][1]["action"].update(duration=-1.0),
+         r"Trajectory\.steps\[1\]\.action: long_press: duration must be a finite number >= 0"),
+        (lambda d: d["steps"][0].update(target_boxes=[[0, 0, float("nan"), 1]]),
+         r"Trajectory\.steps\[0\]: target_boxes must be finite"),
+        # b64decode drops characters outside the alphabet: "!!!!" used to decode to b"".
+        (lambda d: d["steps"][0]["observation"].update(screenshot={"__b64__": "!!!!"}),
+         r"Trajectory\.steps\[0\]\.observation\.screenshot: invalid base64"),
+        (lambda d: d["steps"][0]["observation"].update(screenshot={"__b64__": "iVBORw=", "x": 1}),
+         r"Trajectory\.steps\[0\]\.observation\.screenshot: expected a base64 bytes object"),
+        (lambda d: d["steps"][0]["observation"].update(width=0),
+         r"Trajectory\.steps\[0\]\.observation: screenshot size must be positive"),
+        (lambda d: d["steps"][0]["action"].update(type="tap"),
+         r"Trajectory\.steps\[0\]\.action\.type: 'tap' is not a valid ActionType"),
+    ],
+)
+def test_from_json_refuses_a_corrupt_field_by_its_path(change, message) -> None:
+    data = _stored_trajectory()
+    change(data)
+    with pytest.raises(ValueError, match=message):
+        from_json(Trajectory, json.loads(json.dumps(data)))
+
+
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_from_json_accepts_only_the_nesting_dumps_writes() -> None:
+    from guiagent.types import MAX_JSON_DEPTH
+
+    # Trajectory (1) > info (2) > "k" list ...: MAX_JSON_DEPTH containers in all, the most either side takes.
+    deepest = _nested(MAX_JSON_DEPTH - 2)
+    data = {**_stored_trajectory(), "info": {"k": deepest}}
+    trajectory = from_json(Trajectory, data)
+    assert from_json(Trajectory, json.loads(dumps(trajectory))) == trajectory
+    too_deep = rf"Trajectory\.info\.k(\[0\])+: nested deeper than {MAX_JSON_DEPTH} "
+    with pytest.raises(ValueError, match=too_deep):
+        from_json(Trajectory, {**data, "info": {"k": [deepest]}})
+    # Deeper than json.dumps can go (its recursion limit): refused by path, not a RecursionError.
+    with pytest.raises(ValueError, match="nested deeper"):
+        from_json(Trajectory, {**data, "info": {"k": _nested(5000)}})
+    # And dumps never writes a record that from_json would refuse.
+    with pytest.raises(ValueError, match="nested deeper"):
+        dumps(dataclasses.replace(trajectory, info={"k": [deepest]}))

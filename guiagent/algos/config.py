@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import Any
 
-from guiagent.algos.registry import check_options, get_advantage, get_loss
+from pydantic import Field, ValidationInfo, field_validator
+
+from guiagent.algos.registry import get_advantage, get_loss, validate_options
 from guiagent.config import StrictModel
 from guiagent.errors import ConfigError
-
-OptionValue = bool | int | float | str | None
 
 
 class ReplayConfig(StrictModel):
@@ -24,16 +24,16 @@ class ReplayConfig(StrictModel):
 class AlgoConfig(StrictModel):
     """Advantage estimator, policy loss, replay and dynamic sampling, looked up by name.
 
-    Option names are checked against the registered function's keyword options when the config loads,
-    so a misspelt option fails before a run starts (this imports torch).
+    Options are checked against the registered function's keyword options (names, annotated types) when
+    the config loads, so a misspelt option or a wrong value fails before a run starts (this imports torch).
     """
 
     advantage: str = Field("grpo", description="Registered advantage estimator: grpo, rloo, uis1, gigpo, hi_agent.")
-    advantage_options: dict[str, OptionValue] = Field(
+    advantage_options: dict[str, Any] = Field(
         default_factory=dict, description="Keyword options of the estimator (e.g. gamma, omega, norm); unset = paper default."
     )
     loss: str = Field("ppo_clip", description="Registered policy loss.")
-    loss_options: dict[str, OptionValue] = Field(
+    loss_options: dict[str, Any] = Field(
         default_factory=dict, description="Keyword options of the loss (clip_low, clip_high, dual_clip, kl_coef, ...)."
     )
     replay: ReplayConfig = Field(default_factory=ReplayConfig, description="ARPO experience replay.")
@@ -41,12 +41,22 @@ class AlgoConfig(StrictModel):
         None, ge=0, description="UI-S1 dynamic sampling: keep a task only if its rollouts' reward std exceeds this (paper: 0.3); None = off."
     )
 
-    @model_validator(mode="after")
-    def _check_names_and_options(self) -> AlgoConfig:
+    @field_validator("advantage", "loss")
+    @classmethod
+    def _registered(cls, name: str, info: ValidationInfo) -> str:
         # ConfigError from the registry becomes a ValueError so pydantic reports it with its key path.
         try:
-            check_options(get_advantage(self.advantage), self.advantage_options, "advantage_options")
-            check_options(get_loss(self.loss), self.loss_options, "loss_options")
+            (get_advantage if info.field_name == "advantage" else get_loss)(name)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
-        return self
+        return name
+
+    @field_validator("advantage_options", "loss_options")
+    @classmethod
+    def _typed_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """The options as the registered function types them; fields validate in order, so its name is
+        in ``info.data`` unless it was refused (then that error is reported on its own)."""
+        kind = "advantage" if info.field_name == "advantage_options" else "loss"
+        if kind not in info.data:
+            return options
+        return validate_options((get_advantage if kind == "advantage" else get_loss)(info.data[kind]), options)

@@ -11,15 +11,25 @@ Calling conventions (every registered function follows its kind's convention):
   advantages (B,) or (B, T), a scalar loss and a dict of floats.
 
 Tensors are positional parameters; options (the values a config file sets) are keyword-only, which is
-how :func:`check_options` tells them apart.
+how :func:`options_model` tells them apart. Their annotations are their types: a config's options are
+validated against them when it loads (:func:`validate_options`), not when a long run first calls.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import inspect
+import operator
+import types
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from guiagent.config import error_message
 from guiagent.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,14 +108,83 @@ def loss_names() -> list[str]:
     return sorted(_LOSSES)
 
 
-def check_options(fn: Callable[..., Any], options: Mapping[str, Any], where: str) -> None:
-    """Check that ``options`` are keyword options ``fn`` accepts, before a long run starts.
+@functools.cache
+def options_model(fn: Callable[..., Any]) -> type[BaseModel]:
+    """A strict pydantic model of ``fn``'s options: one field per keyword-only parameter, with its
+    annotation as the type (unannotated: any value) and its default (none: required).
+
+    A ``SomeModel | dict`` option is validated as ``SomeModel``: the ``dict`` lets Python callers pass a
+    plain mapping, and a mapping in a config file is that model written out, so its keys and types are
+    checked when the config loads as well.
+    """
+    hints = typing.get_type_hints(fn)
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind is inspect.Parameter.KEYWORD_ONLY:
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[param.name] = (_model_not_dict(hints.get(param.name, Any)), default)
+    config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    return create_model(f"{fn.__name__}_options", __config__=config, **fields)
+
+
+def _model_not_dict(annotation: Any) -> Any:
+    """``annotation`` without its ``dict`` members when it is a union that also holds a pydantic model."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return annotation
+    members = typing.get_args(annotation)
+    if not any(isinstance(m, type) and issubclass(m, BaseModel) for m in members):
+        return annotation
+    kept = [m for m in members if m is not dict and typing.get_origin(m) is not dict]
+    return functools.reduce(operator.or_, kept)
+
+
+def validate_options(fn: Callable[..., Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` checked against ``fn``'s keyword options (:func:`options_model`): names and types.
+
+    Returns:
+        The given options as ``fn``'s annotations type them (``"0.5"`` for a float → ``0.5``, a mapping for a
+        model → the model); options left out are left out, so ``fn`` applies its own defaults.
 
     Raises:
-        ConfigError: an unknown option; the message names ``where`` and lists the valid options.
+        ValueError: an unknown option; the message names it and lists the valid options.
+        ValidationError: a value of the wrong type, located at its key path inside ``options``
+            (``gamma``, ``config.format_weight``); raised inside a pydantic validator, the path continues
+            the config's own (``algo.advantage_options.gamma``).
     """
-    params = inspect.signature(fn).parameters
-    valid = [p.name for p in params.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
-    unknown = sorted(set(options) - set(valid))
+    model = options_model(fn)
+    valid = list(model.model_fields)
+    unknown = sorted(set(options) - set(valid), key=str)
     if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+        close = difflib.get_close_matches(str(unknown[0]), valid, n=1, cutoff=0.5)
+        hint = f" (did you mean '{close[0]}'?)" if close and len(unknown) == 1 else ""
+        names = ", ".join(map(str, unknown))
+        raise ValueError(f"unknown option(s) {names}{hint}; valid: {', '.join(valid) or '-'}")
+    try:
+        validated = model.model_validate(dict(options))
+    except ValidationError as exc:
+        # Messages are settled here, where the model is known: the config's own model cannot name the
+        # closest key of an unknown one inside an option.
+        raise ValidationError.from_exception_data(exc.title, [
+            InitErrorDetails(type=PydanticCustomError("invalid_option", "{message}",
+                                                      {"message": error_message(item, model)}),
+                             loc=item["loc"], input=item["input"])
+            for item in exc.errors()
+        ]) from None
+    return {name: getattr(validated, name) for name in options}
+
+
+def check_options(fn: Callable[..., Any], options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """:func:`validate_options` for callers outside a config model (a CLI's ``--option`` values).
+
+    Raises:
+        ConfigError: an unknown option or a value of the wrong type; the message names ``where`` and the
+            option's key path, or lists the valid options.
+    """
+    try:
+        return validate_options(fn, options)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(
+            f"{'.'.join(str(p) for p in (where, *item['loc']))}: {item['msg']}" for item in exc.errors()
+        )) from None
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None

@@ -88,6 +88,20 @@ def _check_relative(rel: str, root: Any) -> None:
         raise ValueError(f"image path {rel!r} must stay inside the store {root}")
 
 
+def _check_screenshot_paths(trajectory: Trajectory, root: Any) -> None:
+    """Refuse a trajectory whose screenshots lie outside the store (``ValueError`` naming the step).
+
+    The trajectory store's writer and both layouts' readers check, so a record never points a reader at
+    an arbitrary file on the reader's machine, and ``put`` never stores a record that ``get`` refuses.
+    """
+    for i, step in enumerate(trajectory.steps):
+        if step.observation.screenshot_path is not None:
+            try:
+                _check_relative(step.observation.screenshot_path, root)
+            except ValueError as exc:
+                raise ValueError(f"Trajectory.steps[{i}].observation.screenshot_path: {exc}") from None
+
+
 def _encode_image(image: Any) -> bytes:
     """Encoded bytes as given, or a PIL image saved as PNG."""
     if isinstance(image, (bytes, bytearray, memoryview)):
@@ -127,6 +141,11 @@ class EpisodeWriter:
         samples: Grounding samples written so far.
         skipped_invalid: Corrupt records the reader skipped; the caller adds to it, the manifest records it.
 
+    Ids are unique within a store: evaluation keys predictions by ``episode_id`` (``sample_id``), so a
+    repeated id would score one prediction twice. :meth:`add` and :meth:`add_sample` refuse a repeated id
+    (and an image path written already, as two ids of one :func:`safe_name` would give) with a DataError,
+    before writing anything of that unit.
+
     Raises:
         FileExistsError: ``root`` holds a store and ``overwrite`` is off, or holds anything that is not part
             of a store (swapping the directory would delete it).
@@ -164,6 +183,7 @@ class EpisodeWriter:
         self._samples_file: io.TextIOBase | None = None
         self._closed = False
         self._last_dir = ""
+        self._ids: set[str] = set()  # episode or sample ids written so far
 
     def __enter__(self) -> EpisodeWriter:
         return self
@@ -171,9 +191,21 @@ class EpisodeWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(write_manifest=exc_type is None)
 
+    def _claim(self, unit: str, unit_id: str, images: Mapping[str, Any]) -> None:
+        """Refuse a repeated id, or an image path an earlier unit wrote, before anything of this unit is."""
+        if unit_id in self._ids:
+            raise DataError(f"{unit} id {unit_id!r} appears twice; each {unit} of a store needs its own id",
+                            file=self.source, record=f"{unit} {unit_id}")
+        for rel in images:
+            _check_relative(rel, self.root)
+            if os.path.lexists(os.path.join(self._root, rel)):
+                raise DataError(f"image {rel} was written for an earlier {unit} (ids that differ only in "
+                                "characters a file name cannot hold share a path)",
+                                file=self.source, record=f"{unit} {unit_id}")
+        self._ids.add(unit_id)
+
     def _write_images(self, images: Mapping[str, Any]) -> None:
         for rel, image in images.items():
-            _check_relative(rel, self.root)
             # Plain strings, not Path objects: pathlib interns every path component it parses, which would
             # grow memory with the number of episodes converted.
             path = os.path.join(self._root, rel)
@@ -190,9 +222,13 @@ class EpisodeWriter:
         Args:
             trajectory: The episode; each step's ``observation.screenshot_path`` is store-relative.
             images: Store-relative path → encoded image bytes or PIL image, for the paths the steps use.
+
+        Raises:
+            DataError: the episode id was added already, or one of ``images`` was written already.
         """
         if self._samples_file is not None:
             raise ValueError("this store already holds grounding samples; episodes and samples do not mix")
+        self._claim("episode", trajectory.episode_id, images or {})
         self._write_images(images or {})
         if self._episodes_file is None:
             self._episodes_file = open(os.path.join(self._root, EPISODES), "w", encoding="utf-8")
@@ -208,6 +244,9 @@ class EpisodeWriter:
                 pixels), ``width``, ``height`` and ``benchmark`` are required; the other fields of
                 ``SAMPLE_FIELDS`` default to null. Unknown fields are an error.
             images: Store-relative path → encoded image bytes or PIL image.
+
+        Raises:
+            DataError: the sample id was added already, or its image was written already.
         """
         if self._episodes_file is not None:
             raise ValueError("this store already holds episodes; episodes and samples do not mix")
@@ -219,6 +258,7 @@ class EpisodeWriter:
             raise ValueError(f"sample {sample.get('sample_id')!r}: missing field(s) {missing}")
         if len(sample["bbox_xyxy"]) != 4:
             raise ValueError(f"sample {sample['sample_id']!r}: bbox_xyxy needs 4 numbers")
+        self._claim("sample", str(sample["sample_id"]), images or {})
         self._write_images(images or {})
         if self._samples_file is None:
             self._samples_file = open(os.path.join(self._root, SAMPLES), "w", encoding="utf-8")
@@ -331,12 +371,12 @@ def iter_json_lines(path: str | os.PathLike,
     """(1-based line number, parsed JSON) per non-empty line, streaming.
 
     Args:
-        path: A JSONL file.
-        on_error: Called with a line's DataError instead of raising it; reading goes on.
+        path: A JSONL file (UTF-8).
+        on_error: Called with a line's DataError (not UTF-8, not JSON) instead of raising it; reading goes on.
     """
     path = Path(path)
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, "rb")  # decoded line by line, so bytes that are not UTF-8 name their line
     except OSError as exc:
         raise DataError(f"cannot read: {exc.strerror}", file=str(path)) from None
     with f:
@@ -344,12 +384,18 @@ def iter_json_lines(path: str | os.PathLike,
             if not line.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                data = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                error = DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(path),
+                                  record=lineno)
             except ValueError as exc:
                 error = DataError(f"not JSON: {exc}", file=str(path), record=lineno)
-                if on_error is None:
-                    raise error from None
-                on_error(error)
+            else:
+                yield lineno, data
+                continue
+            if on_error is None:
+                raise error
+            on_error(error)
 
 
 def iter_episodes(root: str | os.PathLike) -> Iterator[Trajectory]:
@@ -360,31 +406,41 @@ def iter_episodes(root: str | os.PathLike) -> Iterator[Trajectory]:
     store; ``TrajectoryStore(url).iter_trajectories(with_images=True)`` reads them from a remote one.
 
     Raises:
-        DataError: a line is not a valid trajectory (``file`` = episodes.jsonl, ``record`` = line number), or
-            a trajectory store's record is not (``file`` = the record, ``record`` = the episode id).
+        DataError: a line is not a valid trajectory or repeats an earlier line's episode id (``file`` =
+            episodes.jsonl, ``record`` = line number), or a trajectory store's record is not valid (``file`` =
+            the record, ``record`` = the episode id).
     """
     if "://" in os.fspath(root) or os.path.isdir(os.path.join(root, TRAJECTORIES)):
-        yield from TrajectoryStore(root, create=False)
+        yield from TrajectoryStore(root, create=False)  # one file per id: ids cannot repeat
         return
     path = Path(root) / EPISODES
     if not path.exists() and (Path(root) / MANIFEST).exists():
         return  # a finished store with zero episodes
+    first_line: dict[str, int] = {}  # a store written before EpisodeWriter refused repeats may hold some
     for lineno, data in iter_json_lines(path):
         try:
-            yield Trajectory.from_json(data)
+            trajectory = Trajectory.from_json(data)
+            _check_screenshot_paths(trajectory, root)
         except (ValueError, TypeError, KeyError) as exc:
             raise DataError(f"not a trajectory: {exc}", file=str(path), record=lineno) from None
+        first = first_line.setdefault(trajectory.episode_id, lineno)
+        if first != lineno:
+            raise DataError(f"episode id {trajectory.episode_id!r} repeats line {first}; convert the dataset "
+                            "again", file=str(path), record=lineno)
+        yield trajectory
 
 
 def iter_samples(root: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """Stream the grounding samples of a store (dicts with every key of ``SAMPLE_FIELDS``).
 
     Raises:
-        DataError: a line is not a valid sample (``file`` = samples.jsonl, ``record`` = line number).
+        DataError: a line is not a valid sample or repeats an earlier line's ``sample_id`` (``file`` =
+            samples.jsonl, ``record`` = line number).
     """
     path = Path(root) / SAMPLES
     if not path.exists() and (Path(root) / MANIFEST).exists():
         return
+    first_line: dict[str, int] = {}
     for lineno, data in iter_json_lines(path):
         if not isinstance(data, dict) or set(data) != set(SAMPLE_FIELDS):
             got = sorted(data) if isinstance(data, dict) else type(data).__name__
@@ -393,6 +449,10 @@ def iter_samples(root: str | os.PathLike) -> Iterator[dict[str, Any]]:
         bbox = data["bbox_xyxy"]
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
             raise DataError(f"bbox_xyxy must be 4 numbers, got {bbox!r}", file=str(path), record=lineno)
+        first = first_line.setdefault(str(data["sample_id"]), lineno)
+        if first != lineno:
+            raise DataError(f"sample id {str(data['sample_id'])!r} repeats line {first}; convert the dataset "
+                            "again", file=str(path), record=lineno)
         yield data
 
 
@@ -532,28 +592,37 @@ class TrajectoryStore:
             True if this call stored the episode; False if it was stored already (nothing changes).
 
         Raises:
-            ValueError: the episode id is empty or too long for a file name, or a screenshot is neither
-                PNG nor JPEG.
+            ValueError: the episode id is empty or too long for a file name, a screenshot is neither
+                PNG nor JPEG, or a ``screenshot_path`` leaves the store (absolute, or through ``..``).
         """
+        _check_screenshot_paths(trajectory, self.url)
         record = self._record(trajectory.episode_id)
         if self._exists(record):
             return False  # the common redelivery: do not write images that no record would name
-        key = _episode_key(trajectory.episode_id)
         steps = []
         for step in trajectory.steps:
             data = step.observation.screenshot
             if data is not None:
-                ext = _image_ext(data)
-                if ext is None:
-                    raise ValueError(f"episode {trajectory.episode_id!r} step {step.index}: "
-                                     "the screenshot bytes are neither PNG nor JPEG")
-                rel = f"{IMAGES}/{key}/{step.index}-{hashlib.sha256(data).hexdigest()[:16]}.{ext}"
-                self._create(self._path(rel), data)  # taken: the same bytes are there already
+                rel = self.put_image(trajectory.episode_id, step.index, data)
                 observation = dataclasses.replace(step.observation, screenshot=None, screenshot_path=rel)
                 step = dataclasses.replace(step, observation=observation)
             steps.append(step)
         stored = dataclasses.replace(trajectory, steps=tuple(steps))
         return self._create(record, (dumps(stored) + "\n").encode("utf-8"))
+
+    def put_image(self, episode_id: str, step: int, data: bytes) -> str:
+        """Write one screenshot of ``episode_id`` (named by its step and a digest of its bytes, so concurrent
+        writers of one episode never overwrite each other's) and return its store-relative path.
+
+        Raises:
+            ValueError: the bytes are neither PNG nor JPEG.
+        """
+        ext = _image_ext(data)
+        if ext is None:
+            raise ValueError(f"episode {episode_id!r} step {step}: the screenshot bytes are neither PNG nor JPEG")
+        rel = f"{IMAGES}/{_episode_key(episode_id)}/{step}-{hashlib.sha256(data).hexdigest()[:16]}.{ext}"
+        self._create(self._path(rel), data)  # taken: the same bytes are there already
+        return rel
 
     def get(self, episode_id: str, with_images: bool = False) -> Trajectory:
         """One stored episode.
@@ -565,12 +634,13 @@ class TrajectoryStore:
 
         Raises:
             KeyError: no such episode (or it is not complete yet).
-            DataError: the record, or with ``with_images`` one of its screenshots, is missing or corrupt;
-                ``file`` names the file, ``record`` the episode.
+            DataError: the record, or with ``with_images`` one of its screenshots, is missing or corrupt (a
+                screenshot path leaving the store included); ``file`` names the file, ``record`` the episode.
         """
         path = self._record(episode_id)
         try:
             trajectory = Trajectory.from_json(json.loads(self.fs.cat_file(path)))
+            _check_screenshot_paths(trajectory, self.url)
         except FileNotFoundError:
             raise KeyError(episode_id) from None
         except OSError as exc:
@@ -584,7 +654,7 @@ class TrajectoryStore:
         steps = []
         for step in trajectory.steps:
             observation = step.observation
-            if observation.screenshot is None and not os.path.isabs(observation.screenshot_path):
+            if observation.screenshot is None:
                 data = self._read_image(observation.screenshot_path, record=episode_id)
                 step = dataclasses.replace(step, observation=dataclasses.replace(observation, screenshot=data))
             steps.append(step)

@@ -7,7 +7,8 @@ under it, with one calling convention::
     r = fn(sample, **options)          # sample: RewardInput, options: the config's keyword options
 
 Options are keyword-only parameters with paper defaults (as for the advantage estimators in
-:mod:`guiagent.algos.registry`), so :class:`RewardConfig` can reject a misspelt option before a run starts.
+:mod:`guiagent.algos.registry`), so :class:`RewardConfig` can reject a misspelt option or a value of the
+wrong type (against the parameter's annotation) before a run starts.
 
 Registering a name twice raises, so two modules can never silently shadow each other.
 """
@@ -17,12 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 # One registration, lookup and option check for every registry.
-from guiagent.algos.registry import check_options, lookup_in, register_in
+from guiagent.algos.registry import lookup_in, register_in, validate_options
 from guiagent.config import StrictModel
-from guiagent.errors import ConfigError
 
 if TYPE_CHECKING:
     from guiagent.rewards.sample import RewardInput
@@ -74,7 +74,8 @@ class RewardConfig(StrictModel):
         "uis1_step", description="Registered reward name: uis1_step, rule, har, task_success, ..."
     )
     options: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword options passed to the reward function."
+        default_factory=dict,
+        description="Keyword options passed to the reward function, checked against its annotated parameters.",
     )
 
     @field_validator("name")
@@ -84,13 +85,13 @@ class RewardConfig(StrictModel):
             raise ValueError(f"unknown reward {name!r}; known: {', '.join(available_rewards())}")
         return name
 
-    @model_validator(mode="after")
-    def _known_options(self) -> RewardConfig:
-        try:
-            check_options(get_reward(self.name), self.options, f"reward {self.name!r}")
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None  # pydantic reports it with the file and key path
-        return self
+    @field_validator("options")
+    @classmethod
+    def _typed_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """The options as the reward's parameters type them; an unknown ``name`` is reported on its own."""
+        if "name" not in info.data:
+            return options
+        return validate_options(get_reward(info.data["name"]), options)
 
     def __call__(self, sample: RewardInput) -> float:
         """Score one sample with the configured reward."""
