@@ -21,6 +21,7 @@ from guiagent.actions import ActionSpaceConfig
 from guiagent.algos.config import AlgoConfig
 from guiagent.config import StrictModel
 from guiagent.envs.android.config import AndroidEnvConfig, AppiumEnvConfig
+from guiagent.farm.config import FarmConfig
 from guiagent.policy.prompts import PromptConfig
 from guiagent.policy.serve import ServerConfig
 from guiagent.rewards.registry import RewardConfig
@@ -43,6 +44,7 @@ class GuiAgentConfig(StrictModel):
     )
     android: AndroidEnvConfig | None = Field(None, description="An Android device driven over adb.")
     appium: AppiumEnvConfig | None = Field(None, description="An Android device driven through Appium.")
+    farm: FarmConfig | None = Field(None, description="The environment farm: broker, trajectory store, episode limits.")
 
     @model_validator(mode="before")
     @classmethod

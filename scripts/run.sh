@@ -23,7 +23,7 @@ cache="${GUIAGENT_CACHE:-$HOME/.cache/guiagent}"
 python="${PYTHON:-python3}"
 
 # --- system packages -----------------------------------------------------------------------------------
-apt_packages=(adb)
+apt_packages=(adb redis-server iproute2)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
