@@ -15,6 +15,7 @@ from guiagent.algos.cli import app as algos_app
 from guiagent.data.cli import app as data_app
 from guiagent.envs.sim.cli import app as sim_app
 from guiagent.eval.cli import app as eval_app
+from guiagent.farm.cli import app as farm_app
 from guiagent.policy.cli import app as policy_app
 from guiagent.policy.cli import serve as serve_command
 from guiagent.rewards.cli import app as rewards_app
@@ -36,6 +37,7 @@ app.command("serve")(serve_command)
 app.add_typer(data_app, name="data")
 app.add_typer(rewards_app, name="rewards")
 app.add_typer(sim_app, name="sim")
+app.add_typer(farm_app, name="farm")
 
 
 def _version(value: bool) -> None:
@@ -75,9 +77,11 @@ def actions_parse(
     fmt: str = typer.Option(
         ..., "--format", help="qwen25vl_mobile, qwen25vl_computer, qwen3vl_mobile, qwen3vl_computer or uis1."
     ),
-    width: int = typer.Option(1080, help="Screenshot width the model saw, device pixels."),
-    height: int = typer.Option(2400, help="Screenshot height the model saw, device pixels."),
-    max_pixels: int | None = typer.Option(None, help="The processor's max_pixels (default: qwen_vl_utils')."),
+    width: int = typer.Option(1080, min=1, help="Screenshot width the model saw, device pixels."),
+    height: int = typer.Option(2400, min=1, help="Screenshot height the model saw, device pixels."),
+    max_pixels: int | None = typer.Option(
+        None, min=1, help="The processor's max_pixels (default: qwen_vl_utils')."
+    ),
 ) -> None:
     """Parse model text into the canonical action (JSON, device pixels); exit 1 with the reason on failure."""
     import json
@@ -88,7 +92,10 @@ def actions_parse(
     if fmt not in {f.value for f in ActionFormat}:
         choices = [f.value for f in ActionFormat]
         raise typer.BadParameter(f"unknown format {fmt!r}; choose from {choices}", param_hint="--format")
-    geometry = model_geometry_for(fmt, width, height, max_pixels=max_pixels)
+    try:
+        geometry = model_geometry_for(fmt, width, height, max_pixels=max_pixels)
+    except ValueError as exc:  # bounds no image can meet, or an aspect ratio beyond smart_resize's 200
+        raise typer.BadParameter(str(exc), param_hint="--width/--height/--max-pixels") from None
     result = parse_action(sys.stdin.read() if text is None else text, fmt, geometry)
     if isinstance(result, ParseFailure):
         typer.echo(json.dumps({"parse_failure": {"reason": result.reason, "detail": result.detail}}))

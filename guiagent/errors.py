@@ -39,6 +39,7 @@ class DataError(GuiAgentError):
     """
 
     def __init__(self, message: str, *, file: str | None = None, record: str | int | None = None):
+        self.message = message
         self.file = file
         self.record = record
         where = ", ".join(p for p in (f"file {file}" if file else "", f"record {record}" if record is not None else "") if p)

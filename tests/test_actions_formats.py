@@ -51,6 +51,32 @@ def test_model_geometry_rejects_nonsense_sizes() -> None:
         ModelGeometry(100, 100, 0, 100)
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"width": 0}, "width must be positive, got 0"),  # was ZeroDivisionError inside smart_resize
+    ({"height": -5}, "height must be positive"),
+    ({"max_pixels": 0}, "max_pixels must be positive"),  # was an AssertionError from qwen_vl_utils
+    ({"min_pixels": 10**7, "max_pixels": 784}, "min_pixels 10000000 is above max_pixels 784"),
+    ({"max_pixels": 700}, "max_pixels 700 is below one 28x28 patch"),
+    ({"max_pixels": 784}, "must be greater than or equal to min_pixels"),  # below qwen_vl_utils' default min
+])
+def test_model_geometry_names_the_bad_size_or_bound(kwargs, message) -> None:
+    args = {"width": 1080, "height": 2400, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        model_geometry(args.pop("width"), args.pop("height"), **args)
+
+
+def test_action_space_refuses_bounds_no_screenshot_can_meet() -> None:
+    # Checked when the config is built, not at the first screenshot of an evaluation.
+    from pydantic import ValidationError
+
+    from guiagent.actions import ActionSpaceConfig
+
+    with pytest.raises(ValidationError, match="min_pixels 20000 is above max_pixels 10000"):
+        ActionSpaceConfig(min_pixels=20000, max_pixels=10000)
+    with pytest.raises(ValidationError, match="below one 4000x4000 patch"):
+        ActionSpaceConfig(factor=4000)  # one patch of 16 M pixels, max_pixels 12.8 M
+
+
 screen_sizes = st.tuples(st.integers(320, 3840), st.integers(480, 2160), st.booleans()).map(
     lambda t: (t[0], t[1]) if t[2] else (t[1], t[0])  # landscape desktops and portrait phones
 )

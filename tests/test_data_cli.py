@@ -140,3 +140,31 @@ def test_failed_first_convert_leaves_no_directory(tmp_path):
     result = runner.invoke(app, ["data", "convert", "aitw", str(src), str(tmp_path / "out" / "aitw")])
     assert result.exit_code == 1 and "CRC" in result.output
     assert sorted(os.listdir(tmp_path)) == ["general"]
+
+
+def test_convert_refuses_a_repeated_episode_id_or_skips_and_names_it(tmp_path):
+    jsonl = samples.write_uis1_sample(tmp_path / "src", episodes=3, seed=1)
+    lines = jsonl.read_text().splitlines()
+    jsonl.write_text("\n".join([*lines, lines[0]]) + "\n")  # episode 1000 again, as line 4
+    images = tmp_path / "src" / "images"
+    strict = _guiagent("data", "convert", "uis1", jsonl, tmp_path / "strict", "--images", images)
+    assert strict.returncode == 1
+    assert "episode id '1000' appears twice" in strict.stderr and not (tmp_path / "strict").exists()
+    lenient = _guiagent("data", "convert", "uis1", jsonl, tmp_path / "lenient", "--images", images, "--skip-invalid")
+    assert lenient.returncode == 0, lenient.stderr
+    manifest = read_manifest(tmp_path / "lenient")
+    assert manifest["episodes"] == 3 and manifest["skipped_invalid"] == 1
+    assert [t.episode_id for t in iter_episodes(tmp_path / "lenient")] == ["1000", "1001", "1002"]
+    assert "skipped: file" in lenient.stderr and "episode id '1000' appears twice" in lenient.stderr
+
+
+def test_skip_invalid_says_how_many_it_did_not_list(tmp_path):
+    from guiagent.data.base import MAX_KEPT_ERRORS
+
+    jsonl = samples.write_uis1_sample(tmp_path / "src", episodes=1, seed=1)
+    jsonl.write_text(jsonl.read_text() + "{broken\n" * (MAX_KEPT_ERRORS + 5))
+    result = CliRunner().invoke(app, ["data", "convert", "uis1", str(jsonl), str(tmp_path / "store"), "--images",
+                                      str(tmp_path / "src" / "images"), "--skip-invalid"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("skipped: file") == MAX_KEPT_ERRORS
+    assert "skipped: 5 more, not listed" in result.output

@@ -120,3 +120,60 @@ def test_image_paths_cannot_leave_the_store(tmp_path, bad):
         with pytest.raises(ValueError, match="inside the store"):
             w.add(_trajectory("a", 1), {bad: b"png"})
     assert not (tmp_path / "escape.png").exists()
+
+
+def test_a_repeated_id_is_refused_before_anything_of_it_is_written(tmp_path):
+    # Evaluation keys predictions by id: a second episode "a" would have scored a's predictions twice.
+    red, blue = Image.new("RGB", (8, 4), "red"), Image.new("RGB", (8, 4), "blue")
+    with EpisodeWriter(tmp_path / "s", "aitw", source="raw") as w:
+        w.add(_trajectory("a", 1), {step_image_path("a", 0): red})
+        with pytest.raises(DataError, match="episode id 'a' appears twice") as err:
+            w.add(_trajectory("a", 2), {step_image_path("a", 0): blue, step_image_path("a", 1): blue})
+        assert err.value.file == "raw" and err.value.record == "episode a"
+        # "a/b" and "a_b" are two ids but one image folder: the second would overwrite the first's screenshots.
+        w.add(_trajectory("a/b", 1), {step_image_path("a/b", 0): red})
+        with pytest.raises(DataError, match="images/a_b/0.png was written for an earlier episode"):
+            w.add(_trajectory("a_b", 1), {step_image_path("a_b", 0): blue})
+    assert [t.episode_id for t in iter_episodes(tmp_path / "s")] == ["a", "a/b"]
+    assert read_manifest(tmp_path / "s")["episodes"] == 2
+    assert Image.open(tmp_path / "s" / step_image_path("a", 0)).getpixel((0, 0)) == (255, 0, 0)
+    assert not (tmp_path / "s" / step_image_path("a", 1)).exists()
+    sample = {"sample_id": "0", "image": "images/x.png", "instruction": "ok", "bbox_xyxy": [1, 2, 3, 4],
+              "width": 10, "height": 10, "benchmark": "screenspot_v2"}
+    with EpisodeWriter(tmp_path / "samples", "screenspot", source="raw") as w:
+        w.add_sample(sample)
+        with pytest.raises(DataError, match="sample id '0' appears twice"):
+            w.add_sample(sample)
+
+
+def test_readers_refuse_a_store_that_repeats_an_id(tmp_path):
+    # Stores written before the writer refused repeats (or by hand) are read with the same rule.
+    with EpisodeWriter(tmp_path / "s", "aitw", source="x") as w:
+        w.add(_trajectory("a", 1))
+        w.add(_trajectory("b", 1))
+    path = tmp_path / "s" / "episodes.jsonl"
+    path.write_text(path.read_text() + path.read_text().splitlines()[0] + "\n")
+    with pytest.raises(DataError, match="episode id 'a' repeats line 1") as err:
+        list(iter_episodes(tmp_path / "s"))
+    assert err.value.record == 3 and err.value.file == str(path)
+    with EpisodeWriter(tmp_path / "ss", "screenspot", source="x") as w:
+        w.add_sample({"sample_id": "7", "image": "images/x.png", "instruction": "ok", "bbox_xyxy": [1, 2, 3, 4],
+                      "width": 10, "height": 10, "benchmark": "screenspot_v2"})
+    path = tmp_path / "ss" / "samples.jsonl"
+    path.write_text(path.read_text() * 2)
+    with pytest.raises(DataError, match="sample id '7' repeats line 1") as err:
+        list(iter_samples(tmp_path / "ss"))
+    assert err.value.record == 2
+
+
+def test_bytes_that_are_not_utf8_are_a_data_error_naming_the_line(tmp_path):
+    from guiagent.data.store import iter_json_lines
+
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b'{"a": 1}\n\xff\xfe\x00binary\n{"a": 3}\n')
+    with pytest.raises(DataError, match="not UTF-8 text") as err:
+        list(iter_json_lines(path))
+    assert err.value.file == str(path) and err.value.record == 2
+    skipped = []
+    assert list(iter_json_lines(path, on_error=skipped.append)) == [(1, {"a": 1}), (3, {"a": 3})]
+    assert [e.record for e in skipped] == [2]

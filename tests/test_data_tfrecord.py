@@ -84,3 +84,20 @@ def test_corrupt_length_and_truncation_end_the_file(tmp_path):
 def test_not_an_example_is_a_value_error():
     with pytest.raises(ValueError, match="tf.train.Example"):
         parse_example(b"\xff\xff\xff")
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_huge_length_with_a_valid_crc_is_a_truncated_record_not_an_allocation(tmp_path, compress):
+    # The length field is CRC-protected, but a valid CRC proves only that the 8 bytes were written as they
+    # are: a length of 2^62 must end the file as truncated, without asking for 2^62 bytes of memory.
+    import struct
+
+    length = struct.pack("<Q", 2**62)
+    raw = length + struct.pack("<I", masked_crc(length)) + b"short"
+    path = tmp_path / "huge.tfrecord"
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    with pytest.raises(DataError, match=f"says {2**62} bytes, the file ends 5 bytes later") as err:
+        list(iter_records(path))
+    assert err.value.file == str(path) and err.value.record == 0
+    errors = []
+    assert list(iter_records(path, on_error=errors.append)) == [] and len(errors) == 1

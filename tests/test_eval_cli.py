@@ -224,3 +224,83 @@ def test_split_option_picks_a_sub_store(tmp_path):
         tmp_path / "o2",
     )
     assert bad.returncode == 1 and "train" in bad.stderr
+
+
+def test_skipped_and_unmatched_prediction_lines_are_named_in_both_reports(tmp_path):
+    src, store = tmp_path / "ody", tmp_path / "store"
+    samples.write_odyssey_sample(src, episodes=2, seed=6)
+    convert("odyssey", src, store)
+    first = next(iter_episodes(store))
+    scored = {"episode_id": first.episode_id, "step": 0, "action": first.steps[0].action.to_json()}
+    lines = [
+        json.dumps(scored),
+        "{not json",  # line 2: skipped
+        json.dumps({**scored, "episode_id": "no-such-episode"}),  # line 3: unmatched
+        json.dumps({**scored, "step": 999}),  # line 4: unmatched (no such step)
+        json.dumps({**scored, "level": "low"}),  # line 5: unmatched (GUI-Odyssey scores no Low level)
+        json.dumps({"sample_id": "mobile_1", "action": scored["action"]}),  # line 6: unmatched (a grounding id)
+    ]
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    result = run_eval("odyssey", store, "--predictions", preds, "--out", out, "--skip-invalid")
+    assert result.returncode == 0, result.stderr
+    assert f"skipped: {preds} line 2: not JSON" in result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["invalid_prediction_lines"] == 1
+    assert report["skipped_prediction_lines"] == [{"line": 2, "error": report["skipped_prediction_lines"][0]["error"]}]
+    assert report["skipped_prediction_lines"][0]["error"].startswith("not JSON")
+    # Before, these four were dropped without a trace; the one scored line counted as the only prediction.
+    assert report["unmatched_predictions"] == 4
+    assert report["unmatched_prediction_lines"] == [
+        {"line": 3, "episode_id": "no-such-episode", "step": 0, "level": "high"},
+        {"line": 4, "episode_id": first.episode_id, "step": 999, "level": "high"},
+        {"line": 5, "episode_id": first.episode_id, "step": 0, "level": "low"},
+        {"line": 6, "sample_id": "mobile_1"},
+    ]
+    assert report["missing_predictions"] == report["count"] - 1
+    md = (out / "report.md").read_text()
+    assert "predictions matching nothing in the store (not scored): 4" in md
+    assert "- line 2: not JSON" in md
+    assert "- line 3: episode no-such-episode step 0 (high)" in md and "- line 6: sample mobile_1" in md
+
+
+def test_a_store_of_another_benchmark_is_an_error_not_an_empty_report(tmp_path):
+    aitw_src, aitw_store = tmp_path / "aitw", tmp_path / "aitw-store"
+    json_file = samples.write_aitw_seeclick_sample(aitw_src, episodes_per_subset=1, seed=1)
+    convert("aitw_seeclick", json_file, aitw_store, images=str(aitw_src / "aitw_images"))
+    ss_src, ss_store = tmp_path / "ss", tmp_path / "ss-store"
+    samples.write_screenspot_sample(ss_src, "v2", per_platform=1)
+    convert("screenspot_v2", ss_src, ss_store)
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("")
+    for benchmark, store, dataset in (("screenspot", aitw_store, "aitw"), ("aitw", ss_store, "screenspot"),
+                                      ("odyssey", aitw_store, "aitw")):
+        result = run_eval(benchmark, store, "--predictions", preds, "--out", tmp_path / f"out-{benchmark}")
+        assert result.returncode == 1, result.stdout
+        assert f"a store of '{dataset}' data; the {benchmark} evaluation reads" in result.stderr
+        assert not (tmp_path / f"out-{benchmark}" / "report.json").exists()
+    # A store of the right benchmark with nothing in it is no result either.
+    from guiagent.data.store import EpisodeWriter
+    from guiagent.errors import DataError
+    from guiagent.eval import evaluate
+    from guiagent.eval.predictions import load_predictions
+
+    with EpisodeWriter(tmp_path / "empty", "odyssey", source="x"):
+        pass
+    with pytest.raises(DataError, match="holds no steps to score"):
+        evaluate("odyssey", tmp_path / "empty", load_predictions(preds), SPACE)
+
+
+def test_a_store_with_a_repeated_episode_id_is_an_error_not_a_double_count(tmp_path):
+    src, store = tmp_path / "ody", tmp_path / "store"
+    samples.write_odyssey_sample(src, episodes=2, seed=6)
+    convert("odyssey", src, store)
+    episodes_file = store / "episodes.jsonl"
+    first_line = episodes_file.read_text().splitlines()[0]
+    episodes_file.write_text(episodes_file.read_text() + first_line + "\n")  # a store written before the check
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("")
+    result = run_eval("odyssey", store, "--predictions", preds, "--out", tmp_path / "out")
+    assert result.returncode == 1
+    assert f"file {episodes_file}, record 3: episode id" in result.stderr and "repeats line 1" in result.stderr

@@ -344,3 +344,15 @@ def test_renders_are_identical_across_processes_with_different_hash_seeds():
     digests = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60,
                               env={**os.environ, "PYTHONHASHSEED": str(h)}).stdout.strip() for h in (1, 2)}
     assert len(digests) == 1 and len(digests.pop()) == 64
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"width": 100}, "320x480 to 4096x4096 pixels, got 100x2400"),
+    ({"height": 10**6}, "got 1080x1000000"),  # would allocate and render a 3 GB frame per screenshot
+    ({"step_latency": -1.0}, "step_latency must be 0 to 10.0 seconds"),
+    ({"step_latency": float("nan")}, "got nan"),  # time.sleep(nan) raises at the first input otherwise
+    ({"step_latency": 1e308}, r"got 1e\+308"),
+])
+def test_screen_size_and_latency_are_checked_when_the_device_is_made(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MobileSim(**kwargs)

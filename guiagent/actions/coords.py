@@ -56,6 +56,21 @@ class ModelGeometry:
         return 0 <= point[0] < self.width and 0 <= point[1] < self.height
 
 
+def check_resize_bounds(factor: int, min_pixels: int | None, max_pixels: int | None) -> None:
+    """Refuse resize bounds no image can meet: ``smart_resize`` would assert, or resize to zero pixels.
+
+    Raises:
+        ValueError: naming the bound that is wrong.
+    """
+    for name, value in (("factor", factor), ("min_pixels", min_pixels), ("max_pixels", max_pixels)):
+        if value is not None and not value > 0:  # NaN included
+            raise ValueError(f"{name} must be positive, got {value!r}")
+    if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
+        raise ValueError(f"min_pixels {min_pixels} is above max_pixels {max_pixels}")
+    if max_pixels is not None and factor * factor > max_pixels:
+        raise ValueError(f"max_pixels {max_pixels} is below one {factor}x{factor} patch (factor {factor})")
+
+
 def model_geometry(
     width: int,
     height: int,
@@ -78,10 +93,21 @@ def model_geometry(
 
     Returns:
         The geometry, with ``resized_width``/``resized_height`` multiples of ``factor``.
+
+    Raises:
+        ValueError: a size or bound is not positive, the bounds contradict each other
+            (:func:`check_resize_bounds`), or the aspect ratio is beyond what ``smart_resize`` accepts (200).
     """
     from qwen_vl_utils import smart_resize
 
-    resized_height, resized_width = smart_resize(
-        height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels
-    )
+    for name, value in (("width", width), ("height", height)):
+        if not value > 0:  # NaN included
+            raise ValueError(f"{name} must be positive, got {value!r}")
+    check_resize_bounds(factor, min_pixels, max_pixels)
+    try:
+        resized_height, resized_width = smart_resize(
+            height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels
+        )
+    except AssertionError as exc:  # it asserts min_pixels <= max_pixels after filling in its default for one
+        raise ValueError(f"{exc} (min_pixels {min_pixels}, max_pixels {max_pixels}, factor {factor})") from None
     return ModelGeometry(int(width), int(height), int(resized_width), int(resized_height))

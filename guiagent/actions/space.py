@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from guiagent.actions.coords import ModelGeometry, model_geometry
+from guiagent.actions.coords import ModelGeometry, check_resize_bounds, model_geometry
 from guiagent.config import StrictModel
 
 
@@ -28,6 +28,11 @@ class ActionSpaceConfig(StrictModel):
         12845056, ge=784, description="smart_resize upper bound on the model image's pixel count (Qwen2.5-VL default 28*28*16384)."
     )
     factor: int = Field(28, ge=1, description="smart_resize patch multiple: 28 for Qwen2.5-VL, 32 for Qwen3-VL.")
+
+    @model_validator(mode="after")
+    def _bounds_fit(self) -> ActionSpaceConfig:
+        check_resize_bounds(self.factor, self.min_pixels, self.max_pixels)  # here, not at the first screenshot
+        return self
 
     def geometry(self, width: int, height: int) -> ModelGeometry:
         """The :class:`~guiagent.actions.coords.ModelGeometry` of a ``width`` x ``height`` screenshot under

@@ -54,6 +54,8 @@ def convert_command(
     typer.echo(json.dumps(manifest, indent=2, ensure_ascii=False))
     for message in errors:
         typer.echo(f"skipped: {message}", err=True)
+    if manifest["skipped_invalid"] > len(errors):
+        typer.echo(f"skipped: {manifest['skipped_invalid'] - len(errors)} more, not listed", err=True)
 
 
 @app.command("info")
@@ -83,7 +85,7 @@ def info_command(
 def sample_command(
     kind: str = typer.Argument(..., help=", ".join(SAMPLE_KINDS)),
     dst: Path = typer.Argument(..., help="Directory to write the sample files into."),
-    episodes: int = typer.Option(3, min=1, help="Episodes (or samples per platform/app) to generate."),
+    episodes: int = typer.Option(3, min=1, max=1000, help="Episodes (or samples per platform/app) to generate."),
     seed: int = typer.Option(0, help="Seed of the generated content."),
 ) -> None:
     """Write small synthetic files in a benchmark's official format (for trying `convert`)."""
@@ -92,21 +94,28 @@ def sample_command(
     if kind not in SAMPLE_KINDS:
         typer.echo(f"error: unknown sample kind {kind!r}; choose from {', '.join(SAMPLE_KINDS)}", err=True)
         raise typer.Exit(code=1)
-    if kind == "aitw":
-        ids = samples.write_aitw_sample(dst / "general" / "general-00000-of-00001", episodes=episodes, seed=seed)
-        samples.write_split_file(dst / "splits" / "standard.json", {"train": ids[:-1], "validation": [], "test": ids[-1:]})
-    elif kind == "aitw_seeclick":
-        samples.write_aitw_seeclick_sample(dst, episodes_per_subset=episodes, seed=seed)
-    elif kind == "androidcontrol":
-        samples.write_androidcontrol_sample(dst, episodes=episodes, seed=seed)
-    elif kind == "odyssey":
-        samples.write_odyssey_sample(dst, episodes=episodes, seed=seed)
-    elif kind == "uis1":
-        samples.write_uis1_sample(dst, episodes=episodes, seed=seed)
-    elif kind == "screenspot_pro":
-        samples.write_screenspot_pro_sample(dst, per_app=episodes, seed=seed)
-    elif kind == "screenspot_parquet":
-        samples.write_screenspot_parquet_sample(dst / "test-00000-of-00001.parquet", rows=episodes, seed=seed)
-    else:
-        samples.write_screenspot_sample(dst, version=kind[-2:], per_platform=episodes, seed=seed)
+    try:
+        if kind == "aitw":
+            ids = samples.write_aitw_sample(dst / "general" / "general-00000-of-00001", episodes=episodes,
+                                            seed=seed)
+            samples.write_split_file(dst / "splits" / "standard.json",
+                                     {"train": ids[:-1], "validation": [], "test": ids[-1:]})
+        elif kind == "aitw_seeclick":
+            samples.write_aitw_seeclick_sample(dst, episodes_per_subset=episodes, seed=seed)
+        elif kind == "androidcontrol":
+            samples.write_androidcontrol_sample(dst, episodes=episodes, seed=seed)
+        elif kind == "odyssey":
+            samples.write_odyssey_sample(dst, episodes=episodes, seed=seed)
+        elif kind == "uis1":
+            samples.write_uis1_sample(dst, episodes=episodes, seed=seed)
+        elif kind == "screenspot_pro":
+            samples.write_screenspot_pro_sample(dst, per_app=episodes, seed=seed)
+        elif kind == "screenspot_parquet":
+            samples.write_screenspot_parquet_sample(dst / "test-00000-of-00001.parquet", rows=episodes,
+                                                    seed=seed)
+        else:
+            samples.write_screenspot_sample(dst, version=kind[-2:], per_platform=episodes, seed=seed)
+    except OSError as exc:  # DST is a file, or lies under one, or cannot be written
+        typer.echo(f"error: cannot write {dst}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(code=1) from None
     typer.echo(f"wrote {kind} sample files to {dst}")

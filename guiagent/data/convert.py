@@ -19,6 +19,7 @@ from guiagent.data.odyssey import read_odyssey
 from guiagent.data.screenspot import read_screenspot
 from guiagent.data.store import EpisodeWriter
 from guiagent.data.uis1 import read_uis1
+from guiagent.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def convert(dataset: str, src: str | os.PathLike, dst: str | os.PathLike, *, spl
             needs ``split_file``; for the others (SeeClick's AITW, UI-S1, ScreenSpot) it only labels the store.
         split_file: The dataset's split JSON (AITW, AndroidControl, GUI-Odyssey).
         images: Screenshot directory for the JSON-based datasets.
-        skip_invalid: Skip corrupt records and count them in the manifest instead of failing.
+        skip_invalid: Skip corrupt records and count them in the manifest instead of failing. An episode (or
+            sample) whose id an earlier one has is such a record: the first is kept, later ones are skipped.
         limit: Stop after this many episodes (or samples).
         overwrite: Replace an existing store at ``dst``, once the new conversion has succeeded.
         progress: Called after each unit with ``(units, steps)`` written so far.
@@ -82,7 +84,8 @@ def convert(dataset: str, src: str | os.PathLike, dst: str | os.PathLike, *, spl
         The manifest written, plus ``skipped_errors`` (the first skipped records' messages).
 
     Raises:
-        DataError: a corrupt record (without ``skip_invalid``), naming its file and record.
+        DataError: a corrupt record or a repeated episode / sample id (without ``skip_invalid``), naming its
+            file and record.
         ValueError: unknown dataset, an option this dataset does not take, or ``dst`` is (or contains) the
             source, its split file or its screenshots.
         FileExistsError: ``dst`` holds a store (without ``overwrite``) or files that are not a store.
@@ -108,10 +111,14 @@ def convert(dataset: str, src: str | os.PathLike, dst: str | os.PathLike, *, spl
     skips = Skips(skip_invalid=skip_invalid)
     with EpisodeWriter(dst, reader.store_name, source=str(src), split=split, overwrite=overwrite) as writer:
         for item, files in reader.read(src, skips=skips, **kwargs):
-            if isinstance(item, dict):
-                writer.add_sample(item, files)
-            else:
-                writer.add(item, files)
+            try:
+                if isinstance(item, dict):
+                    writer.add_sample(item, files)
+                else:
+                    writer.add(item, files)
+            except DataError as exc:  # a repeated id: evaluation would score its predictions twice
+                skips(exc)
+                continue
             units = writer.samples or writer.episodes
             if progress is not None:
                 progress(units, writer.steps)

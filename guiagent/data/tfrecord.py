@@ -37,6 +37,7 @@ from guiagent.errors import DataError
 
 _MASK_DELTA = 0xA282EAD8
 _GZIP_MAGIC = b"\x1f\x8b"
+_READ_CHUNK = 1 << 24  # 16 MiB
 
 FeatureValue = list[bytes] | list[float] | list[int]
 
@@ -54,6 +55,19 @@ def _open(path: str | os.PathLike) -> BinaryIO:
     if magic == _GZIP_MAGIC:
         return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
     return f
+
+
+def _read_up_to(f: BinaryIO, size: int) -> bytes:
+    """At most ``size`` bytes, read in chunks: a record's length field is only a claim (a corrupt one can say
+    2^62 with a valid CRC), so memory grows with the bytes the file really holds, never with the claim."""
+    parts = []
+    while size > 0:
+        part = f.read(min(size, _READ_CHUNK))
+        if not part:
+            break
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
 
 
 def iter_records(path: str | os.PathLike,
@@ -93,11 +107,12 @@ def iter_records(path: str | os.PathLike,
                 if masked_crc(length_bytes) != length_crc:
                     return fail("length CRC mismatch: the file is corrupt from here on", index)
                 (length,) = struct.unpack("<Q", length_bytes)
-                body = f.read(length + 4)
+                body = _read_up_to(f, length + 4)
             except (OSError, EOFError, gzip.BadGzipFile) as exc:  # compressed stream corrupt or truncated
                 return fail(f"unreadable compressed stream: {exc}", index)
             if len(body) < length + 4:
-                return fail(f"truncated record: expected {length} bytes", index)
+                return fail(f"truncated record: its length field says {length} bytes, the file ends "
+                            f"{len(body)} bytes later", index)
             data, (data_crc,) = body[:length], struct.unpack("<I", body[length:])
             if masked_crc(data) != data_crc:
                 fail("data CRC mismatch", index)

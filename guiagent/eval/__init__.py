@@ -20,6 +20,16 @@ from typing import Any
 BENCHMARKS = ("aitw", "androidcontrol", "screenspot", "odyssey")
 
 
+def protocol_module(benchmark: str):
+    """The module of ``benchmark``'s protocol: its ``evaluate`` and the store ``DATASETS`` it scores."""
+    from guiagent.eval import aitw, androidcontrol, odyssey, screenspot
+
+    modules = {"aitw": aitw, "androidcontrol": androidcontrol, "screenspot": screenspot, "odyssey": odyssey}
+    if benchmark not in modules:
+        raise ValueError(f"unknown benchmark {benchmark!r}; choose one of {BENCHMARKS}")
+    return modules[benchmark]
+
+
 def evaluate(benchmark: str, root, predictions, space, **options: Any) -> dict[str, Any]:
     """Score ``predictions`` on the store at ``root`` with ``benchmark``'s protocol; returns the report dict.
 
@@ -29,10 +39,14 @@ def evaluate(benchmark: str, root, predictions, space, **options: Any) -> dict[s
         predictions: A loaded :class:`guiagent.eval.predictions.Predictions`.
         space: :class:`guiagent.actions.ActionSpaceConfig` for parsing ``response`` text.
         **options: Benchmark options (AITW: ``strict_text``).
-    """
-    from guiagent.eval import aitw, androidcontrol, odyssey, screenspot
 
-    modules = {"aitw": aitw, "androidcontrol": androidcontrol, "screenspot": screenspot, "odyssey": odyssey}
-    if benchmark not in modules:
-        raise ValueError(f"unknown benchmark {benchmark!r}; choose one of {BENCHMARKS}")
-    return modules[benchmark].evaluate(root, predictions, space, **options)
+    Raises:
+        DataError: the store is not one of ``benchmark``'s, its ground truth is malformed, or it holds nothing
+            to score (a report over zero steps would read as a result).
+    """
+    from guiagent.errors import DataError
+
+    report = protocol_module(benchmark).evaluate(root, predictions, space, **options)
+    if report["count"] == 0:
+        raise DataError(f"the store holds no {report['unit']} to score", file=str(root))
+    return report

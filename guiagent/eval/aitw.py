@@ -56,6 +56,7 @@ SWIPE_DISTANCE_THRESHOLD = (
 ANNOTATION_AUGMENT_FRACTION = 1.4
 SUBSETS = ("general", "install", "googleapps", "single", "webshopping")
 PROTOCOL = "aitw-seeclick"
+DATASETS = ("aitw",)  # the manifest datasets this protocol scores
 REFERENCE = (
     "google-research/android_in_the_wild action_matching.check_actions_match (float32); "
     "SeeClick agent_tasks/aitw_test.py metrics, overall = mean over subsets (arXiv:2401.10935)"
@@ -330,17 +331,18 @@ def evaluate(root, predictions, space, strict_text: bool = False) -> dict:
         strict_text: Count text accuracy only for ``TYPE`` predictions (see module docstring).
 
     Raises:
-        DataError: a step lacks ``info["aitw"]`` or its fields are malformed.
+        DataError: the store is not an AITW store, or a step lacks ``info["aitw"]`` or its fields are malformed.
     """
-    from guiagent.data.store import read_manifest
-    from guiagent.eval.predictions import ground_truth_error, iter_step_predictions
+    from guiagent.eval.predictions import ground_truth_error, iter_step_predictions, read_benchmark_manifest
     from guiagent.eval.report import base_report, table
 
-    manifest = read_manifest(root)
+    manifest = read_benchmark_manifest(root, "aitw", DATASETS)
     counts: dict[str, int] = {}
+    matched: set = set()
     outcomes = []
     episodes = set()
-    for trajectory, step, resolved in iter_step_predictions(root, predictions, space, counts=counts):
+    for trajectory, step, resolved in iter_step_predictions(root, predictions, space, counts=counts,
+                                                            matched=matched):
         episodes.add(trajectory.episode_id)
         info = step.info.get("aitw")
         try:
@@ -352,7 +354,8 @@ def evaluate(root, predictions, space, strict_text: bool = False) -> dict:
         subset = subset_name((trajectory.info.get("aitw") or {}).get("subset") or info.get("subset"))
         outcomes.append(score_step(subset, gt, boxes, pred))
     metrics = seeclick_metrics(outcomes, strict_text)
-    report = base_report(PROTOCOL, REFERENCE, manifest, predictions, len(outcomes), counts)
+    report = base_report(PROTOCOL, REFERENCE, manifest, predictions, len(outcomes), counts,
+                         predictions.unmatched(matched))
     report["episodes"] = len(episodes)
     report["metrics"] = metrics
     cols = ["subset", "steps", "action acc", "type acc", "text acc", "click acc", "scroll acc"]

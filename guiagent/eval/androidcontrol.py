@@ -56,6 +56,7 @@ from guiagent.types import Action, ActionType, Observation
 BBOX_ENLARGE_FACTOR = 1.2
 POINT_DISTANCE_THRESHOLD = 0.04
 PROTOCOL = "androidcontrol-uis1"
+DATASETS = ("androidcontrol", "uis1")  # the manifest datasets this protocol scores
 REFERENCE = (
     "UI-S1 evaluation matcher (evaluation/qwenvl_utils.py evaluate_android_control_action, "
     "arXiv:2509.11543); SOP = (PG + TSR) / 2 with own history, stop at first mismatch"
@@ -340,15 +341,19 @@ def evaluate(root, predictions, space) -> dict:
 
     Levels are those present in the predictions file (lines without ``level`` are High); with an empty
     file, High is reported (everything missing).
+
+    Raises:
+        DataError: the store is not an AndroidControl / UI-S1 store, or a step's ground truth is malformed.
     """
-    from guiagent.data.store import iter_episodes, read_manifest
-    from guiagent.eval.predictions import resolve
+    from guiagent.data.store import iter_episodes
+    from guiagent.eval.predictions import read_benchmark_manifest, resolve
     from guiagent.eval.report import base_report, table
 
-    manifest = read_manifest(root)
+    manifest = read_benchmark_manifest(root, "androidcontrol", DATASETS)
     levels = predictions.levels() or ["high"]
     per_level: dict[str, Any] = {}
     counts: dict[str, int] = {}
+    matched: set = set()
     total_steps = episodes = 0
     for level in levels:
         results_by_episode: list[list[StepResult]] = []
@@ -356,9 +361,10 @@ def evaluate(root, predictions, space) -> dict:
             results = []
             for step in trajectory.steps:
                 obs = step.observation
-                r = resolve(
-                    predictions.step(trajectory.episode_id, step.index, level), obs.width, obs.height, space
-                )
+                prediction = predictions.step(trajectory.episode_id, step.index, level)
+                if prediction is not None:
+                    matched.add((str(trajectory.episode_id), step.index, level))
+                r = resolve(prediction, obs.width, obs.height, space)
                 counts[r.status] = counts.get(r.status, 0) + 1
                 results.append(score_step(trajectory.episode_id, step, r))
             results_by_episode.append(results)
@@ -367,7 +373,8 @@ def evaluate(root, predictions, space) -> dict:
         pointed = sum(r.gt_kind in ("click", "long_press", "open") for r in flat)
         per_level[level] = {**step_metrics(flat), "sop": sop_metrics(results_by_episode)}
         total_steps, episodes = len(flat), len(results_by_episode)
-    report = base_report(PROTOCOL, REFERENCE, manifest, predictions, total_steps, counts)
+    report = base_report(PROTOCOL, REFERENCE, manifest, predictions, total_steps, counts,
+                         predictions.unmatched(matched))
     report["episodes"] = episodes
     report["levels"] = levels
     report["metrics"] = per_level

@@ -33,7 +33,8 @@ _SPLIT = typer.Option(
     None, "--split", help="Split to evaluate: DATA/<split> if that is a store, else DATA's split must match."
 )
 _SKIP = typer.Option(
-    False, "--skip-invalid", help="Skip invalid prediction lines (counted in the report) instead of failing."
+    False, "--skip-invalid", help="Skip invalid prediction lines (listed with the reason on stderr and in the "
+    "report) instead of failing."
 )
 _FORMAT = typer.Option("qwen25vl_mobile", "--format", help="Model output format of 'response' text.")
 _FACTOR = typer.Option(
@@ -65,21 +66,24 @@ def _run(
 ) -> None:
     """Resolve the store, get predictions (the file, or ``produce(root, predictor, space)`` with ``--model``),
     score them and write the reports."""
-    from pydantic import ValidationError
-
     from guiagent.actions import ActionSpaceConfig
+    from guiagent.config import parse_config
     from guiagent.data.store import read_manifest
-    from guiagent.errors import GuiAgentError
-    from guiagent.eval import evaluate
-    from guiagent.eval.predictions import load_predictions, write_predictions
-    from guiagent.eval.report import write_report
+    from guiagent.errors import ConfigError, GuiAgentError
+    from guiagent.eval import evaluate, protocol_module
+    from guiagent.eval.predictions import load_predictions, read_benchmark_manifest, write_predictions
+    from guiagent.eval.report import LISTED_LINES, write_report
 
     if (predictions is None) == (model is None):
         typer.echo("error: give exactly one of --predictions and --model", err=True)
         raise typer.Exit(code=2)
+    if out.exists() and not out.is_dir():
+        typer.echo(f"error: --out {out} is a file; give a directory for report.json and report.md", err=True)
+        raise typer.Exit(code=2)
     try:
-        space = ActionSpaceConfig(format=fmt, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
-    except ValidationError as exc:
+        options_given = {"format": fmt, "factor": factor, "min_pixels": min_pixels, "max_pixels": max_pixels}
+        space = parse_config(options_given, ActionSpaceConfig, "--format/--factor/--min-pixels/--max-pixels")
+    except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
     try:
@@ -95,7 +99,8 @@ def _run(
             from guiagent.eval.model import PolicyPredictor
             from guiagent.policy.local import LocalPolicy
 
-            read_manifest(root)  # fail on a bad store before loading a model
+            # Fail on a bad store, or one of another benchmark, before loading a model.
+            read_benchmark_manifest(root, benchmark, protocol_module(benchmark).DATASETS)
             predictor = PolicyPredictor(LocalPolicy.from_pretrained(model), space, max_tokens)
             out.mkdir(parents=True, exist_ok=True)
             predictions = out / "predictions.jsonl"
@@ -103,12 +108,16 @@ def _run(
             typer.echo(f"{model}: {written} answers written to {predictions}")
         preds = load_predictions(predictions, skip_invalid=skip_invalid)
         report = evaluate(benchmark, root, preds, space, **options)
-    except GuiAgentError as exc:
+        if model is not None:
+            report["model"] = str(model)
+        json_path, md_path = write_report(report, out)
+    except (GuiAgentError, OSError) as exc:  # OSError: --out (or a directory above it) cannot be written
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None
-    if model is not None:
-        report["model"] = str(model)
-    json_path, md_path = write_report(report, out)
+    for line, error in preds.skipped[:LISTED_LINES]:
+        typer.echo(f"skipped: {preds.path} line {line}: {error}", err=True)
+    if len(preds.skipped) > LISTED_LINES:
+        typer.echo(f"skipped: {len(preds.skipped) - LISTED_LINES} more lines, listed in {json_path}", err=True)
     typer.echo(md_path.read_text(encoding="utf-8"), nl=False)
     typer.echo(f"wrote {json_path} and {md_path}")
 

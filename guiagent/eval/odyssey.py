@@ -36,6 +36,7 @@ from guiagent.types import Action, ActionType
 TEXT_ANLS_THRESHOLD = 0.5
 CLICK_COORD_THRESHOLD = 0.14
 PROTOCOL = "gui-odyssey"
+DATASETS = ("odyssey",)  # the manifest datasets this protocol scores
 REFERENCE = (
     "GUI-Odyssey src/eval_mm/GUIOdyssey_action_matching.py (sam2_bbox or 0.14 click distance on the "
     "0-1000 grid, scroll direction, text containment or ANLS >= 0.5; arXiv:2406.08451)"
@@ -198,16 +199,17 @@ def evaluate(root, predictions, space) -> dict:
     """Score a predictions file against a GUI-Odyssey episode store; returns the report dict.
 
     Raises:
-        DataError: a step lacks ``info["odyssey"]`` or it is malformed.
+        DataError: the store is not a GUI-Odyssey store, or a step lacks ``info["odyssey"]`` or it is malformed.
     """
-    from guiagent.data.store import read_manifest
-    from guiagent.eval.predictions import ground_truth_error, iter_step_predictions
+    from guiagent.eval.predictions import ground_truth_error, iter_step_predictions, read_benchmark_manifest
     from guiagent.eval.report import base_report, table
 
-    manifest = read_manifest(root)
+    manifest = read_benchmark_manifest(root, "odyssey", DATASETS)
     counts: dict[str, int] = {}
+    matched: set = set()
     verdicts: list[StepVerdict] = []
-    for trajectory, step, resolved in iter_step_predictions(root, predictions, space, counts=counts):
+    for trajectory, step, resolved in iter_step_predictions(root, predictions, space, counts=counts,
+                                                            matched=matched):
         raw = step.info.get("odyssey")
         try:
             gt = ground_truth_of(raw)
@@ -222,7 +224,8 @@ def evaluate(root, predictions, space) -> dict:
         verdicts.append(StepVerdict(trajectory.episode_id, category, match(pred, gt, raw.get("sam2_bbox"))))
     pooled = metrics(verdicts)
     by_category = category_metrics(verdicts)
-    report = base_report(PROTOCOL, REFERENCE, manifest, predictions, len(verdicts), counts)
+    report = base_report(PROTOCOL, REFERENCE, manifest, predictions, len(verdicts), counts,
+                         predictions.unmatched(matched))
     report["episodes"] = pooled["episodes"]
     report["metrics"] = {"pooled": pooled, **by_category}
     cols = ["scope", "steps", "episodes", "AMS", "SR", "type acc", "text acc"]

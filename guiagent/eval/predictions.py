@@ -21,14 +21,16 @@ Format (JSONL, UTF-8, one object per line)::
   ignored so that runners can keep extra fields (timings, log-probs) in the same file.
 
 A step or sample with no line is *missing*: it is scored as wrong and counted in the report. A
-``response`` that does not parse is a *parse failure*: also wrong, also counted.
+``response`` that does not parse is a *parse failure*: also wrong, also counted. A line whose key names
+no step or sample of the store (another split, a typo in an id, a level the benchmark does not score)
+is *unmatched*: it cannot be scored, and the report counts it and names its line.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,16 +66,36 @@ class Predictions:
         path: The file.
         steps: ``(episode_id, step, level)`` → prediction, for episode benchmarks.
         samples: ``sample_id`` → prediction, for grounding benchmarks.
-        invalid_lines: Line numbers that were skipped as invalid (only with ``skip_invalid``).
+        skipped: ``(line number, what is wrong)`` of each line skipped as invalid (only with ``skip_invalid``).
     """
 
     path: str
     steps: Mapping[StepKey, Prediction]
     samples: Mapping[str, Prediction]
-    invalid_lines: tuple[int, ...] = ()
+    skipped: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def invalid_lines(self) -> tuple[int, ...]:
+        """Line numbers of the lines skipped as invalid."""
+        return tuple(line for line, _ in self.skipped)
 
     def step(self, episode_id: str, step: int, level: str = "high") -> Prediction | None:
         return self.steps.get((str(episode_id), int(step), level))
+
+    def unmatched(self, steps: Collection[StepKey] = (), samples: Collection[str] = ()) -> list[dict[str, Any]]:
+        """The lines whose key is not among the keys that were scored, in file order.
+
+        Args:
+            steps: The ``(episode_id, step, level)`` keys an evaluation looked up and found.
+            samples: The ``sample_id`` keys it looked up and found.
+
+        Returns:
+            ``{"line", "episode_id", "step", "level"}`` or ``{"line", "sample_id"}`` per unmatched line.
+        """
+        rows = [{"line": p.line, "episode_id": k[0], "step": k[1], "level": k[2]}
+                for k, p in self.steps.items() if k not in steps]
+        rows += [{"line": p.line, "sample_id": k} for k, p in self.samples.items() if k not in samples]
+        return sorted(rows, key=lambda row: row["line"])
 
     def levels(self) -> list[str]:
         """Instruction levels present in the file, in ``LEVELS`` order."""
@@ -115,8 +137,8 @@ def load_predictions(path: str | os.PathLike, skip_invalid: bool = False) -> Pre
 
     Args:
         path: The JSONL file.
-        skip_invalid: Skip lines that are not valid predictions (they are counted in
-            ``invalid_lines``; the steps they were for then count as missing) instead of raising.
+        skip_invalid: Skip lines that are not valid predictions (they are listed in ``skipped`` with the
+            reason; the steps they were for then count as missing) instead of raising.
 
     Raises:
         DataError: the file is missing, or a line is invalid or repeats a key (``record`` = line number).
@@ -126,8 +148,8 @@ def load_predictions(path: str | os.PathLike, skip_invalid: bool = False) -> Pre
     path = Path(path)
     steps: dict[StepKey, Prediction] = {}
     samples: dict[str, Prediction] = {}
-    invalid: list[int] = []
-    skip_json_error = (lambda error: invalid.append(error.record)) if skip_invalid else None
+    skipped: list[tuple[int, str]] = []
+    skip_json_error = (lambda error: skipped.append((error.record, error.message))) if skip_invalid else None
     for lineno, data in iter_json_lines(path, on_error=skip_json_error):
         try:
             key, prediction = _parse_line(data)
@@ -136,11 +158,11 @@ def load_predictions(path: str | os.PathLike, skip_invalid: bool = False) -> Pre
                 raise ValueError(f"duplicate prediction for {key!r} (first on line {target[key].line})")
         except ValueError as exc:
             if skip_invalid:
-                invalid.append(lineno)
+                skipped.append((lineno, str(exc)))
                 continue
             raise DataError(str(exc), file=str(path), record=lineno) from None
         target[key] = Prediction(line=lineno, response=prediction.response, action=prediction.action)
-    return Predictions(str(path), steps, samples, tuple(invalid))
+    return Predictions(str(path), steps, samples, tuple(sorted(skipped)))
 
 
 def write_predictions(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> int:
@@ -207,12 +229,39 @@ def ground_truth_error(
     )
 
 
+def read_benchmark_manifest(
+    root: str | os.PathLike, benchmark: str, datasets: tuple[str, ...]
+) -> dict[str, Any]:
+    """The manifest of the store at ``root``, which must hold one of ``datasets``.
+
+    Args:
+        root: The store directory.
+        benchmark: The evaluation's name, for the message (``"aitw"``).
+        datasets: The manifest ``dataset`` values the benchmark's protocol scores.
+
+    Raises:
+        DataError: ``root`` is not a store, or holds another dataset (scored anyway, it would yield a report
+            over zero steps, or over ground truth read the wrong way).
+    """
+    from guiagent.data.store import MANIFEST, read_manifest  # deferred: keeps ``guiagent --help`` light
+
+    manifest = read_manifest(root)
+    if manifest.get("dataset") not in datasets:
+        raise DataError(
+            f"a store of {manifest.get('dataset')!r} data; the {benchmark} evaluation reads "
+            f"{' or '.join(datasets)} stores",
+            file=os.path.join(str(root), MANIFEST),
+        )
+    return manifest
+
+
 def iter_step_predictions(
     root: str | os.PathLike,
     predictions: Predictions,
     space: ActionSpaceConfig,
     level: str = "high",
     counts: dict[str, int] | None = None,
+    matched: set[StepKey] | None = None,
 ):
     """Walk every step of an episode store with its resolved prediction, streaming.
 
@@ -222,6 +271,8 @@ def iter_step_predictions(
         space: Format and geometry used to parse ``response`` text.
         level: Instruction level whose predictions to use (AndroidControl); ``"high"`` elsewhere.
         counts: If given, incremented per resolution status (``ok`` / ``missing`` / ``parse_failure``).
+        matched: If given, the key of each step that had a prediction is added (see
+            :meth:`Predictions.unmatched`).
 
     Yields:
         ``(trajectory, step, resolved)`` for each step, in store order.
@@ -231,9 +282,10 @@ def iter_step_predictions(
     for trajectory in iter_episodes(root):
         for step in trajectory.steps:
             obs = step.observation
-            resolved = resolve(
-                predictions.step(trajectory.episode_id, step.index, level), obs.width, obs.height, space
-            )
+            prediction = predictions.step(trajectory.episode_id, step.index, level)
+            if prediction is not None and matched is not None:
+                matched.add((str(trajectory.episode_id), int(step.index), level))
+            resolved = resolve(prediction, obs.width, obs.height, space)
             if counts is not None:
                 counts[resolved.status] = counts.get(resolved.status, 0) + 1
             yield trajectory, step, resolved

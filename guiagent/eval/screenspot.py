@@ -22,6 +22,7 @@ from typing import Any
 
 from guiagent.types import Action
 
+DATASETS = ("screenspot",)  # the manifest datasets this protocol scores
 PROTOCOL = {
     "screenspot_v1": "screenspot-v1",
     "screenspot_v2": "screenspot-v2",
@@ -107,17 +108,18 @@ def evaluate(root, predictions, space) -> dict:
     """Score a predictions file against a ScreenSpot (v1/v2/Pro) sample store; returns the report dict.
 
     Raises:
-        DataError: the store mixes benchmarks.
+        DataError: the store is not a ScreenSpot store, or mixes benchmarks.
     """
     import os
 
-    from guiagent.data.store import SAMPLES, iter_samples, read_manifest
+    from guiagent.data.store import SAMPLES, iter_samples
     from guiagent.errors import DataError
-    from guiagent.eval.predictions import resolve
+    from guiagent.eval.predictions import read_benchmark_manifest, resolve
     from guiagent.eval.report import base_report, table
 
-    manifest = read_manifest(root)
+    manifest = read_benchmark_manifest(root, "screenspot", DATASETS)
     counts: dict[str, int] = {}
+    matched: set[str] = set()
     results: list[tuple[dict, bool]] = []
     benchmark = None
     for lineno, sample in enumerate(iter_samples(root), start=1):
@@ -129,9 +131,10 @@ def evaluate(root, predictions, space) -> dict:
                 file=os.path.join(str(root), SAMPLES),
                 record=lineno,
             )
-        resolved = resolve(
-            predictions.samples.get(str(sample["sample_id"])), sample["width"], sample["height"], space
-        )
+        prediction = predictions.samples.get(str(sample["sample_id"]))
+        if prediction is not None:
+            matched.add(str(sample["sample_id"]))
+        resolved = resolve(prediction, sample["width"], sample["height"], space)
         counts[resolved.status] = counts.get(resolved.status, 0) + 1
         # Only what aggregation needs is kept, so memory stays small on large stores.
         kept = {
@@ -148,6 +151,7 @@ def evaluate(root, predictions, space) -> dict:
         predictions,
         len(results),
         counts,
+        predictions.unmatched(samples=matched),
     )
     report["benchmark"] = benchmark
     report["metrics"] = m

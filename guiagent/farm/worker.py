@@ -38,7 +38,7 @@ from celery.utils.nodenames import worker_direct
 from guiagent.agent import OracleAgent, PolicyAgent, RandomAgent, run_episode
 from guiagent.data.store import TrajectoryStore
 from guiagent.envs.base import Env
-from guiagent.errors import ConfigError, DeviceError, PolicyError
+from guiagent.errors import ConfigError, DeviceError, GuiAgentError, PolicyError
 from guiagent.farm.app import EPISODE_TASK, RECOVER_TASK, SESSION_TASK, make_app
 from guiagent.farm.config import KINDS, FarmConfig
 from guiagent.farm.device import Device
@@ -387,7 +387,10 @@ def main(argv: list[str] | None = None) -> None:
     options = {"width": args.width, "height": args.height, "step_latency": args.step_latency,
                "faults": args.faults, "device_config": args.device_config}
     # Fail here, in the foreground, on a device that cannot even be built (the pool process builds its own).
-    build_env(args.kind, args.device_id, options).close()
+    try:
+        build_env(args.kind, args.device_id, options).close()
+    except GuiAgentError as exc:
+        sys.exit(f"error: {args.device_id}: {exc}")
     _spec.update(kind=args.kind, device_id=args.device_id, options=options, hostname=hostname,
                  config=config.model_dump_json())
     app = make_app(config)

@@ -19,7 +19,11 @@ def tiny(
     """Build a tiny random Qwen2.5-VL (~3.4 M parameters) with a locally trained tokenizer."""
     from guiagent.policy.tiny import build_tiny_qwen25vl
 
-    out = build_tiny_qwen25vl(path, seed=seed)
+    try:
+        out = build_tiny_qwen25vl(path, seed=seed)
+    except OSError as exc:  # PATH is a file, or lies under one
+        typer.echo(f"error: cannot write the model to {path}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(code=1) from None
     typer.echo(str(out))
 
 
@@ -73,7 +77,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def serve(
     model: str = typer.Argument(..., help="Model directory (or hub id) to serve."),
     lora: list[str] = typer.Option([], "--lora", help="Adapter to load at start, NAME=PATH; repeatable."),
-    port: int = typer.Option(8000, help="HTTP port."),
+    port: int = typer.Option(8000, min=1, max=65535, help="HTTP port."),
     host: str = typer.Option("127.0.0.1", help="Bind address."),
     python: str = typer.Option(None, help="Python of the environment that has vLLM (default: this one)."),
     command: str = typer.Option(None, help="Full command prefix that starts the server, e.g. 'docker run ... vllm'."),
@@ -90,6 +94,7 @@ def serve(
     """Start vLLM's OpenAI-compatible server for MODEL, wait until healthy, serve until interrupted."""
     import shlex
 
+    from guiagent.config import parse_config
     from guiagent.errors import GuiAgentError
     from guiagent.policy.serve import ServerConfig, VLLMServer, vllm_cpu_python
 
@@ -101,17 +106,20 @@ def serve(
             raise typer.Exit(code=2)
         loras[name] = path
     try:
-        config = ServerConfig(
-            model=model, port=port, host=host, loras=loras, max_model_len=max_model_len,
-            images_per_prompt=images_per_prompt, max_lora_rank=max_lora_rank, dtype=dtype,
-            served_model_name=served_model_name, log_file=log_file, health_timeout_s=health_timeout,
-            command=shlex.split(command) if command else None,
-            python=vllm_cpu_python() if cpu else python,
-            chunked_prefill=not cpu,
-        )
+        config = parse_config({  # an option out of range is a one-line ConfigError naming it
+            "model": model, "port": port, "host": host, "loras": loras, "max_model_len": max_model_len,
+            "images_per_prompt": images_per_prompt, "max_lora_rank": max_lora_rank, "dtype": dtype,
+            "served_model_name": served_model_name, "log_file": log_file, "health_timeout_s": health_timeout,
+            "command": shlex.split(command) if command else None,
+            "python": vllm_cpu_python() if cpu else python,
+            "chunked_prefill": not cpu,
+        }, ServerConfig, "serve options")
     except GuiAgentError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None
+    except ValueError as exc:  # shlex: an unclosed quote
+        typer.echo(f"error: --command: {exc}", err=True)
+        raise typer.Exit(code=2) from None
     server = VLLMServer(config)
     # SIGTERM (docker stop, a supervisor) and SIGHUP (the terminal closed) must stop the server's process
     # group as Ctrl-C does, during start-up too: installed before the launch so no window exists where they

@@ -13,9 +13,9 @@ import typer
 app = typer.Typer(help="MobileSim, the deterministic phone simulator: tasks, runs, screenshots.",
                   no_args_is_help=True)
 
-_WIDTH = typer.Option(1080, help="Screen width in pixels.")
-_HEIGHT = typer.Option(2400, help="Screen height in pixels.")
-_STEP_LATENCY = typer.Option(0.0, help="Seconds each input takes, to imitate a real device.")
+_WIDTH = typer.Option(1080, help="Screen width in pixels (320 to 4096).")
+_HEIGHT = typer.Option(2400, help="Screen height in pixels (480 to 4096).")
+_STEP_LATENCY = typer.Option(0.0, help="Seconds each input takes, to imitate a real device (0 to 10).")
 
 _HELP_COMMANDS = """Commands (or one canonical action as JSON, e.g. {"type": "click", "point": [540, 1200]}):
   tap X Y | long X Y | swipe X1 Y1 X2 Y2 | scroll up|down|left|right | type TEXT | key NAME
@@ -132,11 +132,15 @@ def run_command(
 
     try:
         task = make_task(template, seed)
-    except KeyError as exc:
+        env = MobileSimEnv(width=width, height=height, step_latency=step_latency, seed=seed)
+    except (KeyError, ValueError) as exc:  # an unknown template; a screen size or latency out of range
         typer.echo(f"error: {exc.args[0]}", err=True)
         raise typer.Exit(code=2) from None
-    out.mkdir(parents=True, exist_ok=True)
-    env = MobileSimEnv(width=width, height=height, step_latency=step_latency, seed=seed)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        typer.echo(f"error: cannot create --out {out}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(code=1) from None
     typer.echo(f"{task.task_id}: {task.instruction}")
     agent = OracleAgent() if oracle else TypedAgent(sys.stdin, typer.echo)
 
@@ -176,28 +180,34 @@ def screenshot_command(
     from guiagent.envs.sim.device import MobileSim
     from guiagent.errors import ActionError
 
-    sim = MobileSim(width, height, seed=seed)
-    if app_name:
-        try:
+    try:
+        sim = MobileSim(width, height, seed=seed)
+        if app_name:
             sim.start_app(sim.package_for(app_name))
-        except ActionError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(code=2) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(sim.screenshot_png())
-    if xml is not None:
-        xml.write_text(sim.dump_ui_xml(), encoding="utf-8")
+    except (ActionError, ValueError) as exc:  # an unknown app; a screen size out of range
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(sim.screenshot_png())
+        if xml is not None:
+            xml.write_text(sim.dump_ui_xml(), encoding="utf-8")
+    except OSError as exc:  # a directory given as the file, a path under a file, ...
+        typer.echo(f"error: cannot write {exc.filename or out}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(code=1) from None
     typer.echo(f"{out} ({width}x{height}, {sim.current_focus()[0]})")
 
 
 @app.command("adbd")
 def adbd_command(
-    port: int = typer.Option(0, help="adbd TCP port (0 picks a free one); with --emulator an odd port P, console on P-1."),
+    port: int = typer.Option(0, min=0, max=65535,
+                             help="adbd TCP port (0 picks a free one); with --emulator an odd port P, console on P-1."),
     template: Optional[str] = typer.Option(None, help="Task template to reset the device to (default: home screen)."),
     seed: int = typer.Option(0, help="Task/world seed."),
     host: str = typer.Option("127.0.0.1", help="Listen address; adbd has no authentication, keep it on loopback."),
     emulator: bool = typer.Option(False, "--emulator", help="Also serve the console (adb emu) and the gRPC services."),
-    register: Optional[int] = typer.Option(None, help="With --emulator: announce it to the adb server on this port."),
+    register: Optional[int] = typer.Option(None, min=1, max=65535,
+                                           help="With --emulator: announce it to the adb server on this port."),
     width: int = _WIDTH,
     height: int = _HEIGHT,
     step_latency: float = _STEP_LATENCY,
@@ -211,10 +221,10 @@ def adbd_command(
     from guiagent.envs.sim.emulator_grpc import serve_emulator
     from guiagent.envs.sim.tasks import make_task
 
-    sim = MobileSim(width, height, step_latency=step_latency, seed=seed)
     try:
+        sim = MobileSim(width, height, step_latency=step_latency, seed=seed)
         sim.reset(make_task(template, seed) if template else None)
-    except KeyError as exc:
+    except (KeyError, ValueError) as exc:  # an unknown template; a screen size or latency out of range
         typer.echo(f"error: {exc.args[0]}", err=True)
         raise typer.Exit(code=2) from None
     try:

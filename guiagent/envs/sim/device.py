@@ -43,6 +43,8 @@ TOUCH_SLOP = 20
 LONG_PRESS_MS = 500
 _RENDER_CACHE_SIZE = 16
 INPUT_LOG_SIZE = 256  # input events MobileSim remembers (:meth:`MobileSim.inputs`)
+MAX_SIDE = 4096  # pixels: beyond any phone; every frame is rendered and PNG-encoded at this size
+MAX_STEP_LATENCY = 10.0  # seconds per input: a slow real device takes about 1
 
 
 def keycode(code: int | str) -> int:
@@ -79,10 +81,10 @@ class MobileSim:
     """
 
     def __init__(self, width: int = 1080, height: int = 2400, step_latency: float = 0.0, seed: int = 0):
-        if width < 320 or height < 480:
-            raise ValueError(f"MobileSim needs at least 320x480 pixels, got {width}x{height}")
-        if step_latency < 0:
-            raise ValueError(f"step_latency must be >= 0, got {step_latency}")
+        if not (320 <= width <= MAX_SIDE and 480 <= height <= MAX_SIDE):
+            raise ValueError(f"MobileSim screens are 320x480 to {MAX_SIDE}x{MAX_SIDE} pixels, got {width}x{height}")
+        if not 0 <= step_latency <= MAX_STEP_LATENCY:  # NaN included
+            raise ValueError(f"step_latency must be 0 to {MAX_STEP_LATENCY} seconds, got {step_latency}")
         self.width, self.height = int(width), int(height)
         self.step_latency = float(step_latency)
         self.seed = seed
