@@ -142,6 +142,10 @@ def test_bad_records_are_data_errors_naming_the_file_and_the_episode(tmp_path):
     with pytest.raises(DataError):
         list(iter_episodes(tmp_path))
 
+    record.write_text("[" * 200_000 + "]" * 200_000)  # nested deeper than the JSON reader's stack
+    with pytest.raises(DataError, match="not a trajectory record"):
+        store.get("bad/1")
+
     record.write_text((tmp_path / "trajectories" / "good.json").read_text())  # a record under the wrong name
     with pytest.raises(DataError, match="holds episode 'good'"):
         store.get("bad/1")

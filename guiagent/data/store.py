@@ -645,7 +645,8 @@ class TrajectoryStore:
             raise KeyError(episode_id) from None
         except OSError as exc:
             raise DataError(f"cannot read the episode record: {exc}", file=path, record=episode_id) from None
-        except (ValueError, TypeError, KeyError) as exc:  # json's errors and UnicodeDecodeError are ValueErrors
+        # json's errors and UnicodeDecodeError are ValueErrors; nesting deeper than Python's stack is RecursionError
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
             raise DataError(f"not a trajectory record: {exc}", file=path, record=episode_id) from None
         if trajectory.episode_id != episode_id:
             raise DataError(f"the record holds episode {trajectory.episode_id!r}", file=path, record=episode_id)
