@@ -253,6 +253,24 @@ def _record_bytes(config: FarmConfig, episode_id: str) -> bytes:
 # --- step-level sessions -------------------------------------------------------------------------------------
 
 
+def test_episodes_past_their_timeout_are_cancelled_and_queued_ones_never_run(farm, client):
+    """Four devices, twelve 40-step random episodes (~2 s each at 50 ms per input): after 1 s every unfinished
+    episode is reported as a cancelled error result; the queued ones are revoked and never played, only the
+    (at most four) that were running finish on their devices."""
+    task = make_task("BrowserSearchQuery", 2)
+    handles = [client.submit(EpisodeSpec(f"slow-{i}", task, AgentSpec("random", seed=i), max_steps=40))
+               for i in range(12)]
+    results = list(client.results(handles, timeout=1.0))
+    assert sorted(r.episode_id for r in results) == sorted(h.episode_id for h in handles)
+    cancelled = [r for r in results if r.status == "error" and "cancelled" in r.message]
+    assert len(cancelled) >= 12 - 4, results
+    _wait_for(lambda: _broker_idle(farm.config), 60, "the farm to go idle")
+    time.sleep(1.0)
+    store = TrajectoryStore(farm.config.store_url)
+    played = [r.episode_id for r in cancelled if r.episode_id in store]
+    assert len(played) <= 4, played  # only episodes already running when they were cancelled
+
+
 def test_a_session_holds_one_device_and_the_farm_works_around_it(farm, client):
     task = make_task("SettingsToggleWifi", 31)
     with RemoteEnv(farm.config, "sim", timeout=30, idle_timeout=15) as env:
