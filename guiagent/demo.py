@@ -76,12 +76,12 @@ FULL = DemoSettings(FULL_TASKS, policy_online_tasks=2, policy_step_budget=6, sft
 QUICK = DemoSettings(QUICK_TASKS, policy_online_tasks=1, policy_step_budget=4, sft_steps=30)
 
 
-def fresh_store(root: Path) -> Any:
+def fresh_store(root: Path, dataset: str = "trajectories") -> Any:
     """An empty trajectory store at ``root`` (the demo's own output: a previous run's is replaced)."""
     from guiagent.data.store import TrajectoryStore
 
     shutil.rmtree(root, ignore_errors=True)
-    return TrajectoryStore(root)
+    return TrajectoryStore(root, dataset=dataset)
 
 
 def measure_update(policy: Any, groups: Any, advantages: Any, root: Path, prompt: Any, lr: float) -> dict[str, Any]:
@@ -145,7 +145,9 @@ def run_demo(out: Path, quick: bool) -> dict[str, Any]:
 
         with timer.phase("data", f"MobileSim oracle expert trajectories for {len(tasks)} tasks -> store"):
             data = out / "data"
-            experts = record_expert_episodes(MobileSimEnv(env_id="mobilesim-expert"), tasks, fresh_store(data))
+            # Labelled like UI-S1 data (check_options, target boxes), so the SOP evaluation reads the store as such.
+            store = fresh_store(data, dataset="uis1")
+            experts = record_expert_episodes(MobileSimEnv(env_id="mobilesim-expert"), tasks, store)
             report["data"] = {"store": str(data), "episodes": len(experts), "steps": sum(map(len, experts)),
                               "tasks": [e.task_id for e in experts]}
 
