@@ -74,35 +74,32 @@ class Device:
     def recover(self) -> bool:
         """Bring the device back: a snapshot reload (``env.reset()``), then a restart (a new env from the
         factory), each tried ``recovery_attempts`` times. True when the health check passes again."""
-        for attempt in range(self.recovery_attempts):
-            try:
-                self.env.reset(None)
-            except DeviceError as exc:
-                self.counters["last_error"] = str(exc)
-                continue
-            problem = screen_problem(self.env)
-            if problem is None:
-                self.counters["recoveries"] += 1
-                return True
+        reload = lambda: self.env.reset(None)  # noqa: E731
+        return (any(self._brought_back(reload) for _ in range(self.recovery_attempts))
+                or any(self._brought_back(self._restart) for _ in range(self.recovery_attempts)))
+
+    def _restart(self) -> None:
+        try:
+            self.env.close()
+        except Exception:  # a dead device may fail to close: the restart replaces it anyway
+            log.debug("closing %s before a restart failed", self.device_id, exc_info=True)
+        self.env = self.factory()
+        self.counters["restarts"] += 1
+        self.env.reset(None)
+
+    def _brought_back(self, attempt: Callable[[], object]) -> bool:
+        """Run one recovery attempt; True (counted) when the device then passes its health check."""
+        try:
+            attempt()
+        except DeviceError as exc:
+            self.counters["last_error"] = str(exc)
+            return False
+        problem = screen_problem(self.env)
+        if problem is not None:
             self.counters["last_error"] = problem
-        for attempt in range(self.recovery_attempts):
-            try:
-                self.env.close()
-            except Exception:  # a dead device may fail to close: the restart replaces it anyway
-                log.debug("closing %s before a restart failed", self.device_id, exc_info=True)
-            try:
-                self.env = self.factory()
-                self.counters["restarts"] += 1
-                self.env.reset(None)
-            except DeviceError as exc:
-                self.counters["last_error"] = str(exc)
-                continue
-            problem = screen_problem(self.env)
-            if problem is None:
-                self.counters["recoveries"] += 1
-                return True
-            self.counters["last_error"] = problem
-        return False
+            return False
+        self.counters["recoveries"] += 1
+        return True
 
     def ensure_healthy(self) -> bool:
         """Check the device before work; recover it when the check fails. False: it is still sick."""
