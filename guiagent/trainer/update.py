@@ -136,4 +136,43 @@ def policy_gradient_step(
     }
 
 
-__all__ = ["policy_gradient_step", "rollout_samples"]
+def recompute_logprobs(
+    model: Any,
+    processor: Any,
+    trajectories: Sequence[Trajectory],
+    prompt: Any,
+    image_root: str | os.PathLike | None = None,
+) -> list[Trajectory]:
+    """``trajectories`` with every trained step's ``Step.logprobs`` recomputed under ``model``'s current
+    weights (no gradient), for the same prompts and token ids.
+
+    ARPO (arXiv 2505.16282) injects stored successes sampled by an older policy into all-failure groups;
+    their recorded log-probs are stale, and the PPO ratio needs the old-policy log-probs of the policy that
+    is being updated, so they are recomputed before the update. ``info["logprobs_recomputed"]`` marks them.
+    """
+    import dataclasses
+
+    samples, _ = rollout_samples([[t] for t in trajectories], prompt, image_root)
+    rows = [i for i, s in enumerate(samples) if s is not None]
+    fresh: dict[int, tuple[float, ...]] = {}
+    if rows:
+        batch = collate(processor, [samples[i] for i in rows])
+        with torch.no_grad():
+            logprobs = response_logprobs(model, batch)
+        for k, i in enumerate(rows):
+            n = len(samples[i].response_ids)
+            fresh[i] = tuple(float(v) for v in logprobs[k, :n])
+    out, row = [], 0
+    for trajectory in trajectories:
+        steps = []
+        for step in trajectory.steps:
+            if row in fresh:
+                step = dataclasses.replace(step, logprobs=fresh[row])
+            steps.append(step)
+            row += 1
+        out.append(dataclasses.replace(trajectory, steps=tuple(steps),
+                                       info={**trajectory.info, "logprobs_recomputed": True}))
+    return out
+
+
+__all__ = ["policy_gradient_step", "recompute_logprobs", "rollout_samples"]
