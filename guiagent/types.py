@@ -316,6 +316,7 @@ class Step:
         refused: Why the device refused to execute ``action`` (off screen, no equivalent on this device);
             the episode goes on from the unchanged screen.
         reward: Step reward, when one was computed.
+        advantage: The advantage the update weighted this step with, once computed (recorded for audit).
         logprobs: Per-token log-probs of the response under the sampling policy.
         token_ids: The response's token ids as the policy generated them (same length as ``logprobs``);
             the trainer scores exactly these tokens, never a re-tokenisation of ``response``.
@@ -339,6 +340,7 @@ class Step:
     parse_error: str | None = None
     refused: str | None = None
     reward: float | None = None
+    advantage: float | None = None
     logprobs: tuple[float, ...] | None = None
     token_ids: tuple[int, ...] | None = None
     matched: bool | None = None
