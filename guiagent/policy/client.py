@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import json
 import threading
@@ -279,8 +280,17 @@ class VLLMClient:
         )
 
     def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingParams) -> list[Generation]:
-        """Send every request (at most ``max_concurrency`` at once); results in request order."""
-        futures = [self._pool.submit(self.generate_one, request, sampling) for request in requests]
+        """Send every request (at most ``max_concurrency`` at once); results in request order.
+
+        A seeded ``sampling`` seeds request ``i`` with ``seed + i``: vLLM seeds each request on its own, so one
+        seed for all would give identical prompts (a GRPO group's N samples of one prompt) identical answers,
+        where the local backend draws them from one random stream. Reproducible either way.
+        """
+        if sampling.seed is None:
+            per_request = [sampling] * len(requests)
+        else:
+            per_request = [dataclasses.replace(sampling, seed=sampling.seed + i) for i in range(len(requests))]
+        futures = [self._pool.submit(self.generate_one, r, s) for r, s in zip(requests, per_request)]
         return [future.result() for future in futures]
 
 
