@@ -37,7 +37,7 @@ from pydantic import Field
 from guiagent.actions import ActionSpaceConfig
 from guiagent.config import StrictModel
 from guiagent.errors import PolicyError
-from guiagent.types import Step
+from guiagent.types import Step, Trajectory
 
 ImageInput = Any  # PIL.Image.Image, encoded bytes (PNG/JPEG), a file path, or a "data:image/...;base64," URL
 
@@ -339,6 +339,76 @@ def build_messages(
         parts.insert(0, {"type": "text", "text": intro})
     messages.append({"role": "user", "content": parts})
     return messages
+
+
+# --- Hi-Agent roles (arXiv 2510.14388) ----------------------------------------------------------------------
+# The planner writes a subgoal (<reasoning>...</reasoning><instruction>...</instruction>) from the task, the
+# earlier steps as text and the screen; the executor maps the screen and the subgoal to one action in the
+# action space's format. guiagent.rollout.hierarchical samples both; step_messages rebuilds either prompt.
+
+
+def high_level_system_prompt(fmt: str) -> str:
+    """The planner's system message; ``fmt`` (the low level's answer format) says which device it drives."""
+    device = "a computer" if "computer" in fmt else "a phone"
+    return (
+        f"You are the planner of a GUI agent operating {device}. You see the user's task, the actions taken "
+        "so far and the current screenshot. Decide the single next step. First think about it inside "
+        "<reasoning></reasoning>, then write one short, concrete instruction for the executor inside "
+        "<instruction></instruction>. The executor sees only the screenshot and your instruction and performs "
+        "exactly one action: tap, long press, swipe, type text, press a button or key, open an app, wait, "
+        "answer, or finish the task.\nExample: <reasoning>The Settings list is open and Wi-Fi is off.</reasoning>"
+        "<instruction>Tap the Wi-Fi switch.</instruction>"
+    )
+
+
+def high_level_messages(
+    instruction: str,
+    screenshot: ImageInput,
+    previous_actions: Sequence[str],
+    prompt: PromptConfig,
+    size: tuple[int, int] | None = None,
+) -> list[dict[str, Any]]:
+    """Chat messages of the high level: its system prompt, the task, previous actions as text, the screen.
+
+    Args:
+        instruction: The task's instruction.
+        screenshot: The current screenshot (bytes, path, PIL image).
+        previous_actions: One line per earlier step, oldest first (:func:`previous_action_lines`); the newest
+            ``prompt.history_text_steps`` are shown.
+        prompt: Resize bounds and text-history window (images of earlier steps are never shown here).
+        size: The model image size when already known (see :func:`guiagent.policy.prompts.load_image`).
+    """
+    history = [HistoryStep(response=line) for line in previous_actions]
+    text_only = prompt.model_copy(update={"history_images": 1})
+    messages = build_messages(instruction, screenshot, history, text_only, size)
+    return [{"role": "system", "content": high_level_system_prompt(prompt.actions.format)}, *messages[1:]]
+
+
+def low_level_messages(
+    subgoal: str, screenshot: ImageInput, prompt: PromptConfig, size: tuple[int, int] | None = None
+) -> list[dict[str, Any]]:
+    """Chat messages of the low level: the action-format system prompt, the subgoal as the query, the screen."""
+    return build_messages(subgoal, screenshot, (), prompt, size)
+
+
+def step_messages(
+    trajectory: Trajectory, t: int, prompt: PromptConfig, image_root: str | None = None
+) -> list[dict[str, Any]]:
+    """The messages step ``t`` of ``trajectory`` was sampled from, rebuilt (for the update's re-scoring).
+
+    The agent prompt (instruction, :func:`history_from_steps` of the earlier steps, the screen) for every
+    rollout kind, except Hi-Agent samples (``trajectory.info["level"]``), whose step records its planner input
+    (``info["previous_actions"]``) or its executor's subgoal (``info["subgoal"]``).
+    """
+    step = trajectory.steps[t]
+    screen = step.observation.screenshot_source(image_root)
+    instruction = trajectory.instruction or step.observation.instruction or ""
+    level = trajectory.info.get("level")
+    if level == "high":
+        return high_level_messages(instruction, screen, step.info["previous_actions"], prompt)
+    if level == "low":
+        return low_level_messages(step.info["subgoal"], screen, prompt)
+    return build_messages(instruction, screen, history_from_steps(trajectory.steps[:t], image_root), prompt)
 
 
 def message_images(messages: Sequence[dict[str, Any]]) -> list[Any]:

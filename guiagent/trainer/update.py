@@ -4,8 +4,9 @@ Rows follow :meth:`guiagent.algos.AdvantageBatch.from_trajectories` exactly (gro
 so the advantages any registered estimator returns line up with them. Rows whose ``mask`` is False there
 (context-only steps, ``Step.patched``) are not encoded at all: they contribute nothing to the loss or its
 gradient. The old log-probs are the ones the rollout recorded with each response (``Step.logprobs``, one
-per ``Step.token_ids``), and the prompt is rebuilt with :func:`guiagent.policy.prompts.history_from_steps`,
-the history rule the rollout sampled with, i.e. the same dialogue the response was sampled in.
+per ``Step.token_ids``), and the prompt is rebuilt with :func:`guiagent.policy.prompts.step_messages` (the
+history rule the rollout sampled with, or a Hi-Agent sample's planner or executor prompt), i.e. the same
+dialogue the response was sampled in.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 
 from guiagent.errors import DataError
-from guiagent.policy.prompts import build_messages, history_from_steps
+from guiagent.policy.prompts import step_messages
 from guiagent.trainer.batching import TrainingSample, collate, response_logprobs
 from guiagent.types import Trajectory
 
@@ -50,10 +51,7 @@ def rollout_samples(
                         f"(got {len(ids or ())} ids, {len(step.logprobs or ())} log-probs)",
                         record=record,
                     )
-                obs = step.observation
-                instruction = trajectory.instruction or obs.instruction or ""
-                history = history_from_steps(trajectory.steps[:t], image_root)
-                messages = build_messages(instruction, obs.screenshot_source(image_root), history, prompt)
+                messages = step_messages(trajectory, t, prompt, None if image_root is None else str(image_root))
                 samples.append(TrainingSample(messages, ids, record))
                 old.append(tuple(step.logprobs))
     return samples, old
