@@ -9,6 +9,10 @@ One action space per file: the top-level ``actions`` section is the answer forma
 the policy. The prompt sections (``prompt`` and ``semi_online.prompt``) take it when they leave out their
 own ``actions``, and a file whose prompt sections name a different one is refused, so a prompt can never
 state a format or resolution that the parser does not read.
+
+One reward per file, the same way: a top-level ``reward`` is what the rollout sections (``semi_online``)
+score with when they leave out their own, and a section naming a different one is refused. Without a
+top-level ``reward`` each rollout kind keeps its own default.
 """
 
 from __future__ import annotations
@@ -37,7 +41,11 @@ class GuiAgentConfig(StrictModel):
     actions: ActionSpaceConfig = Field(default_factory=ActionSpaceConfig, description="Action format and coordinates.")
     prompt: PromptConfig = Field(default_factory=PromptConfig, description="How policy prompts are built.")
     server: ServerConfig | None = Field(None, description="The vLLM policy server `guiagent serve` starts.")
-    reward: RewardConfig = Field(default_factory=RewardConfig, description="The registered step reward and its options.")
+    reward: RewardConfig | None = Field(
+        None,
+        description="The registered reward and its options, taken by every rollout section that leaves out "
+        "its own; None: each rollout kind's default.",
+    )
     algo: AlgoConfig = Field(default_factory=AlgoConfig, description="Advantage estimator, loss, replay, filters.")
     semi_online: SemiOnlineConfig = Field(
         default_factory=SemiOnlineConfig, description="UI-S1 semi-online rollouts (arXiv 2509.11543)."
@@ -58,6 +66,27 @@ class GuiAgentConfig(StrictModel):
         if isinstance(semi, dict):
             data["semi_online"] = {**semi, "prompt": _with_actions(semi.get("prompt"), data["actions"])}
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_reward(cls, data: Any) -> Any:
+        """Rollout sections without their own ``reward`` take the top-level one."""
+        if not isinstance(data, dict) or data.get("reward") is None:
+            return data
+        semi = data.get("semi_online", {})
+        if isinstance(semi, dict) and "reward" not in semi:
+            data = {**data, "semi_online": {**semi, "reward": data["reward"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _one_reward(self) -> GuiAgentConfig:
+        if self.reward is not None and self.semi_online.reward != self.reward:
+            raise ValueError(
+                f"semi_online.reward ({self.semi_online.reward.model_dump(mode='json')}) differs from reward "
+                f"({self.reward.model_dump(mode='json')}); a file has one reward: set it in reward and leave "
+                "semi_online.reward out"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_action_space(self) -> GuiAgentConfig:

@@ -54,7 +54,7 @@ def test_advantages_grpo_and_gigpo(store, tmp_path):
     # Totals 1 and 0 → ±1/√2 on every step of each trajectory.
     assert [r["advantage"] for r in json.loads(out.read_text())["rows"]] == pytest.approx([R2, R2, -R2, -R2], abs=1e-4)
 
-    for anchors in ("a11y", "phash"):
+    for anchors in ("a11y", "phash", "auto"):
         out = tmp_path / f"gigpo-{anchors}.json"
         result = guiagent("algos", "advantages", str(store), "-e", "gigpo", "-o", "gamma=0.5",
                           "--anchors", anchors, "--json", str(out))

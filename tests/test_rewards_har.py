@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from guiagent.errors import PolicyError, PolicyTimeout
 from guiagent.rewards import (
@@ -22,8 +23,12 @@ from guiagent.rewards import (
     LLMJudgeConfig,
     LLMMemoryJudge,
     MemoryJudge,
+    MemoryJudgeConfig,
+    RewardConfig,
+    Rewarder,
     RewardInput,
     RuleMemoryJudge,
+    build_memory_judge,
     get_reward,
     har_action_reward,
     har_reward,
@@ -283,3 +288,28 @@ def test_with_memory_verdicts_asks_only_for_parsed_reasoned_samples(fake_llm):
     assert [s.memory_used for s in judged] == [True, False, False, True]
     assert len(server.requests) == 2
     assert [get_reward("har")(s) for s in judged] == pytest.approx([2.2, 0.0, 0.0, 2.2])
+
+
+# --- HAR by config: RewardConfig names the judge, a Rewarder runs it before the reward ----------------------
+
+
+def test_a_reward_config_builds_the_judge_it_names():
+    rule = build_memory_judge(MemoryJudgeConfig(kind="rule", k=2, min_ngram=3))
+    assert isinstance(rule, RuleMemoryJudge) and (rule.k, rule.min_ngram) == (2, 3)
+    llm = build_memory_judge(MemoryJudgeConfig(kind="llm", llm={"base_url": "http://127.0.0.1:9/v1", "model": "j"}))
+    assert isinstance(llm, LLMMemoryJudge) and llm.config.model == "j"
+    with pytest.raises(ValidationError, match="llm exactly when kind is 'llm'"):
+        MemoryJudgeConfig(kind="llm")
+
+
+def test_rewarder_asks_the_configured_llm_judge_then_scores_har(fake_llm):
+    server = fake_llm([(200, "yes", 0.0)])
+    llm = {"base_url": server.base_url, "model": "judge", "retry_backoff_s": 0.0}
+    rewarder = Rewarder(RewardConfig(name="har", memory_judge={"kind": "llm", "llm": llm}))
+    base = {"response": "r", "action": CLICK, "screen_size": SCREEN, "expert": CLICK, "expert_box": BOX,
+            "history": ("opened menu",)}
+    # Reasoned click on the box centre: 1 × (1 + exp(0) + 0.2 · yes) = 2.2. No reasoning block: fmt 0 → 0,
+    # and the judge is not asked about it.
+    scores = rewarder.score([RewardInput(think="I opened the menu", **base), RewardInput(think=None, **base)])
+    assert scores == pytest.approx([2.2, 0.0])
+    assert len(server.requests) == 1 and rewarder.judge.calls == 1

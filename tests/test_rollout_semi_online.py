@@ -12,13 +12,17 @@ import io
 
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 
 from guiagent.actions import ActionSpaceConfig, format_action
 from guiagent.algos import AdvantageBatch, get_advantage
+from guiagent.config import load_config
 from guiagent.errors import ConfigError, DataError, PolicyError
 from guiagent.policy.base import Generation
 from guiagent.policy.prompts import PromptConfig, history_from_steps
+from guiagent.rewards import RewardConfig
 from guiagent.rollout.semi_online import SemiOnlineConfig, semi_online_rollouts
+from guiagent.schema import GuiAgentConfig
 from guiagent.types import Action, Observation, Step, Trajectory
 
 W, H = 280, 560
@@ -268,6 +272,71 @@ def test_uis1_format_needs_the_think_block_and_patches_with_an_empty_thought():
     # Right action but no <think>: fmt = 0 gates the whole reward; the action still matched.
     assert bare.steps[0].reward == 0.0 and bare.steps[0].matched and bare.steps[0].patch is None
     assert good.steps[1].patch.startswith("<think>\n\n</think>")
+
+
+# --- Rewards by config: the rollout scores through the reward registry (guiagent.rewards.Rewarder) ------------
+
+
+def test_the_default_reward_is_uis1s_step_reward_with_the_formats_think_rule():
+    assert SemiOnlineConfig(prompt=PROMPT).reward == RewardConfig(
+        name="uis1_step", options={"variant": "paper", "require_think": False}
+    )
+    uis1 = PromptConfig(actions=ActionSpaceConfig(format="uis1"))
+    assert SemiOnlineConfig(prompt=uis1).reward.options["require_think"] is True
+    _, groups = _run([[RIGHT[0]]], [_expert(n_steps=1)], n_rollouts=1)
+    assert groups[0][0].info["reward"] == {"name": "uis1_step", "options": {"variant": "paper", "require_think": False}}
+
+
+def test_a_rule_preset_scores_the_rollout_and_the_matcher_still_decides_patching():
+    # gui_r1 (no think block in this format, so fmt = 0): 0.2·fmt + 0.8·type + 0.8·args (args not gated).
+    # Right click/type/terminate: 0.8 + 0.8 = 1.6. Wrong click (right type, outside the box): 0.8. Garbage: 0.
+    reward = RewardConfig(name="rule", options={"preset": "gui_r1"})
+    model, groups = _run([[RIGHT[0], WRONG_CLICK], [RIGHT[1], GARBAGE], [RIGHT[2]]], [_expert()], n_rollouts=2,
+                         reward=reward)
+    ok, bad = groups[0]
+    assert [s.reward for s in ok.steps] == pytest.approx([1.6, 1.6, 1.6])
+    assert [s.reward for s in bad.steps] == pytest.approx([0.8, 0.0])
+    assert bad.steps[0].patch == RIGHT[0] and bad.info["end"] == "mismatch"  # as under the UI-S1 reward
+    assert model.batch_sizes == [2, 2, 1] and ok.info["reward"]["options"] == {"preset": "gui_r1"}
+
+
+def test_the_released_code_variant_of_the_uis1_reward_is_an_option():
+    # Released gui_traj.py: 0.1·think + 0.9·a, a = 1 exact / 0.5 right type / 0.1 parsed / 0; ungated, and
+    # this format needs no think block (think = 1): right 1.0, wrong click 0.1 + 0.45 = 0.55, garbage 0.1.
+    reward = RewardConfig(name="uis1_step", options={"variant": "code", "require_think": False})
+    _, groups = _run([[RIGHT[0], WRONG_CLICK], [RIGHT[1], GARBAGE], [RIGHT[2]]], [_expert()], n_rollouts=2,
+                     reward=reward)
+    assert [s.reward for t in groups[0] for s in t.steps] == pytest.approx([1.0, 1.0, 1.0, 0.55, 0.1])
+
+
+def test_har_with_the_rule_memory_judge_scores_the_rollout():
+    # HAR (γ 0.2): fmt × (r_action + 0.2·r_memory). Step 0: the click hits the box centre (d = 0):
+    # r_action = 1 + exp(0) = 2; no history yet, so no memory → 2.0 for both rollouts. Step 1 (type "milk",
+    # matched: r_action 1): rollout 0 reasons "after I tap the milk box", sharing the bigram "tap milk" with
+    # its step-0 response in the prompt → 1.2; rollout 1's "type the name" uses nothing from it → 1.0.
+    space = ActionSpaceConfig(format="uis1", max_pixels=SPACE.max_pixels)
+    click = _text(EXPERT_ACTIONS[0], "uis1", thought="tap the milk box")
+    uses_history = _text(EXPERT_ACTIONS[1], "uis1", thought="after I tap the milk box, type milk")
+    ignores_it = _text(EXPERT_ACTIONS[1], "uis1", thought="type the name")
+    model = ScriptedModel([[click, click], [uses_history, ignores_it]])
+    reward = RewardConfig(name="har", memory_judge={"kind": "rule"})
+    config = SemiOnlineConfig(prompt=PromptConfig(actions=space), n_rollouts=2, reward=reward)
+    groups = semi_online_rollouts(model, [_expert(n_steps=2)], config)
+    assert [s.reward for t in groups[0] for s in t.steps] == pytest.approx([2.0, 1.2, 2.0, 1.0])
+    assert model.batch_sizes == [2, 2]  # the judge adds no policy calls: still one batched call per round
+    with pytest.raises(ValidationError, match="memory_judge"):
+        RewardConfig(name="har")
+
+
+def test_a_config_file_scores_semi_online_rollouts_with_its_one_reward(tmp_path):
+    config = load_config("configs/rollout/uis1_semi_online.yaml", GuiAgentConfig)
+    assert config.semi_online.reward == config.reward == RewardConfig(name="uis1_step", options={"variant": "paper"})
+    path = tmp_path / "c.yaml"
+    path.write_text("reward:\n  name: rule\n  options: {preset: gta1}\n")
+    assert load_config(path, GuiAgentConfig).semi_online.reward.options == {"preset": "gta1"}
+    path.write_text("reward:\n  name: rule\n  options: {preset: gta1}\nsemi_online:\n  reward:\n    name: uis1_step\n")
+    with pytest.raises(ConfigError, match="semi_online.reward .*differs from reward"):
+        load_config(path, GuiAgentConfig)
 
 
 def test_on_policy_thought_patch_asks_the_policy_with_a_next_action_hint():

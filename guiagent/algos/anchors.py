@@ -7,18 +7,27 @@ GUI (clock, cursor blink, animation frames), so the key is canonical:
 * :func:`perceptual_hash` + :func:`group_by_phash`: a 64-bit perceptual hash of the screenshot and a
   Hamming-distance threshold, when there is no tree.
 
-Either result becomes ``AdvantageBatch.anchor_ids`` through :func:`guiagent.algos.batch.dense_ids`.
+:func:`anchor_ids` puts them together for a batch of trajectory groups: one id per
+:class:`~guiagent.algos.batch.AdvantageBatch` row, ready for ``AdvantageBatch.anchor_ids``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Literal
 
 import numpy as np
+import torch
+
+from guiagent.algos.batch import dense_ids
+from guiagent.errors import DataError
+from guiagent.types import Step, Trajectory
+
+AnchorSource = Literal["auto", "a11y", "phash"]
 
 # Attributes that change while the screen means the same thing: layout jitter while animating or when
 # the keyboard opens (bounds), input focus and the cursor, and the node's position among siblings
@@ -145,3 +154,67 @@ def group_by_phash(hashes: Sequence[int], max_distance: int) -> list[int]:
             out.append(len(leaders))
             leaders.append(h)
     return out
+
+
+def anchor_ids(
+    groups: Sequence[Sequence[Trajectory]],
+    *,
+    source: AnchorSource = "auto",
+    phash_distance: int = 4,
+    image_root: str | os.PathLike | None = None,
+) -> torch.Tensor:
+    """Anchor-state ids of the steps of ``groups``: ``AdvantageBatch.anchor_ids`` (GiGPO, arXiv 2505.10978).
+
+    Rows come in :meth:`~guiagent.algos.batch.AdvantageBatch.from_trajectories` order (group →
+    trajectory → step). States are compared only inside their group (the same task and seed), so two
+    groups never share an id. Inside a group every visit of a state gets that state's id, whichever
+    trajectory made it and however often: a screen a trajectory comes back to joins the step group of its
+    first visit.
+
+    * ``"a11y"``: :func:`anchor_key_from_a11y` of the step's accessibility tree.
+    * ``"phash"``: :func:`perceptual_hash` (dhash) of the screenshot, clustered per group by
+      :func:`group_by_phash` with ``phash_distance``.
+    * ``"auto"``: ``"a11y"`` for a group whose every observation has a tree, else ``"phash"`` for the whole
+      group. Deciding per group rather than per step keeps all states of a group keyed one way: a tree
+      hash and a screenshot hash of the same screen could never be equal.
+
+    Example: one group, trajectory A visits [home, settings], B visits [home, home] → ids [0, 1, 0, 0].
+
+    Args:
+        groups: The comparison groups, as given to ``AdvantageBatch.from_trajectories``.
+        source: Which key, see above.
+        phash_distance: Largest Hamming distance between screenshot hashes of one state.
+        image_root: Directory relative screenshot paths resolve against (the episode store root).
+
+    Returns:
+        (N,) int64 dense ids in first-seen order, N = the number of steps.
+
+    Raises:
+        DataError: ``"a11y"`` and a step has no tree, or a screenshot cannot be read.
+        ValueError: unknown ``source``.
+    """
+    if source not in ("auto", "a11y", "phash"):
+        raise ValueError(f"source must be 'auto', 'a11y' or 'phash', got {source!r}")
+    keys: list[tuple[int, Hashable]] = []
+    for g, group in enumerate(groups):
+        steps = [(traj, step) for traj in group for step in traj.steps]
+        has_trees = all(step.observation.a11y_tree is not None for _, step in steps)
+        if source == "a11y" or (source == "auto" and has_trees):
+            for traj, step in steps:
+                if step.observation.a11y_tree is None:
+                    raise DataError("anchor source 'a11y': the step has no accessibility tree",
+                                    record=f"{traj.episode_id} step {step.index}")
+                keys.append((g, anchor_key_from_a11y(step.observation.a11y_tree)))
+        else:
+            hashes = [_screenshot_hash(traj, step, image_root) for traj, step in steps]
+            keys += [(g, k) for k in group_by_phash(hashes, phash_distance)]
+    return dense_ids(keys)
+
+
+def _screenshot_hash(traj: Trajectory, step: Step, image_root: str | os.PathLike | None) -> int:
+    try:
+        image = step.observation.image(None if image_root is None else str(image_root))
+    except OSError as exc:  # a missing or truncated file in the store
+        raise DataError(f"cannot read the screenshot: {exc}",
+                        record=f"{traj.episode_id} step {step.index}") from exc
+    return perceptual_hash(image)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_args
 
 import typer
 
@@ -43,13 +43,14 @@ def advantages(
     store: Path = typer.Argument(..., help="Episode store of rewarded rollouts (episodes.jsonl with Step.reward set)."),
     estimator: str = typer.Option("grpo", "--estimator", "-e", help="Registered advantage estimator."),
     option: list[str] = typer.Option([], "--option", "-o", help="Estimator option KEY=VALUE (repeat), e.g. gamma=0.9."),
-    anchors: str = typer.Option("none", "--anchors", help="Anchor keys for GiGPO: none, a11y (tree hash) or phash (screenshot)."),
+    anchors: str = typer.Option("none", "--anchors", help="Anchor keys for GiGPO: none, auto (tree hash where every "
+                                "step of a group has a tree, else screenshot), a11y (tree hash) or phash (screenshot)."),
     phash_distance: int = typer.Option(4, "--phash-distance", help="Largest Hamming distance of one anchor state (phash)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the per-step rows to this JSON file."),
 ) -> None:
     """Group the store's trajectories by (task_id, seed), compute advantages, print one row per step."""
-    from guiagent.algos.anchors import anchor_key_from_a11y, group_by_phash, perceptual_hash
-    from guiagent.algos.batch import AdvantageBatch, dense_ids
+    from guiagent.algos.anchors import AnchorSource, anchor_ids
+    from guiagent.algos.batch import AdvantageBatch
     from guiagent.algos.registry import check_options, get_advantage
     from guiagent.data.store import iter_episodes
     from guiagent.errors import GuiAgentError
@@ -67,24 +68,13 @@ def advantages(
         for traj in iter_episodes(store):
             groups.setdefault((traj.task_id, traj.seed), []).append(traj)
         steps = [(g, traj, step) for g, trajs in enumerate(groups.values()) for traj in trajs for step in traj.steps]
-        batch = AdvantageBatch.from_trajectories(list(groups.values()))
-        if anchors == "a11y":
-            missing = [f"{t.episode_id} step {s.index}" for _, t, s in steps if s.observation.a11y_tree is None]
-            if missing:
-                raise GuiAgentError(f"--anchors a11y: no accessibility tree at {missing[0]} ({len(missing)} steps)")
-            ids = dense_ids([(g, anchor_key_from_a11y(s.observation.a11y_tree)) for g, _, s in steps])
-        elif anchors == "phash":
-            # Cluster each group's screenshots on their own: states are only compared within a group.
-            keys = []
-            for g in range(len(groups)):
-                hashes = [perceptual_hash(s.observation.image(root=str(store))) for h, _, s in steps if h == g]
-                keys += [(g, k) for k in group_by_phash(hashes, phash_distance)]
-            ids = dense_ids(keys)
-        elif anchors == "none":
-            ids = None
-        else:
-            raise typer.BadParameter(f"--anchors must be none, a11y or phash, got {anchors!r}")
-        if ids is not None:
+        batch = AdvantageBatch.from_trajectories(list(groups.values()))  # rows: group → trajectory → step
+        if anchors != "none":
+            sources = get_args(AnchorSource)
+            if anchors not in sources:
+                raise typer.BadParameter(f"--anchors must be none, {', '.join(sources)}, got {anchors!r}")
+            ids = anchor_ids(list(groups.values()), source=anchors, phash_distance=phash_distance,
+                             image_root=store)
             batch = dataclasses.replace(batch, anchor_ids=ids)
         values = fn(batch, **options)
     except GuiAgentError as exc:

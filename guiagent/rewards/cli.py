@@ -48,6 +48,7 @@ def score(
     from guiagent.rewards import (
         RULE_PRESETS,
         RuleMemoryJudge,
+        format_has_think,
         get_reward,
         parse_response,
         sample_from_response,
@@ -72,8 +73,7 @@ def score(
     except (OSError, ValueError, TypeError, GuiAgentError) as exc:  # TypeError: expert JSON lacks fields
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None
-    # Only the UI-S1 format has a think block; for the others fmt means "it parsed".
-    think = fmt == "uis1"
+    think = format_has_think(fmt)  # for formats without a think block, fmt means "it parsed"
     rewards = {
         "uis1_step": lambda: get_reward("uis1_step")(sample, require_think=think),
         "uis1_step[code]": lambda: get_reward("uis1_step")(sample, variant="code", require_think=think),

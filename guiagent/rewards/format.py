@@ -17,6 +17,14 @@ from guiagent.rewards.sample import RewardInput
 from guiagent.types import Action, Outcome, PixelBox
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+# Answer formats (ActionSpaceConfig.format) whose responses carry a <think> block: UI-S1's only. For the
+# tool-call formats "well formatted" means just "it parsed".
+THINK_FORMATS = frozenset({"uis1"})
+
+
+def format_has_think(fmt: str) -> bool:
+    """Whether answers in format ``fmt`` carry a ``<think>`` block (so fmt = 1 requires one)."""
+    return fmt in THINK_FORMATS
 
 
 def extract_think(text: str) -> str | None:

@@ -8,6 +8,8 @@ LLM (Qwen3-235B) to judge it. A judge here is anything with
 * :class:`LLMMemoryJudge`: any OpenAI-compatible chat-completions server (vLLM, an API), with a timeout,
   bounded retries and a strict yes/no answer.
 
+:func:`build_memory_judge` makes the one a config names (``RewardConfig.memory_judge``).
+
 The judge runs before the reward, which stays a pure function of its inputs
 (:func:`guiagent.rewards.har.har_reward`): :func:`with_memory_verdicts` fills ``RewardInput.memory_used``
 for a batch.
@@ -23,11 +25,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, runtime_checkable
 
-from pydantic import Field
-
-from guiagent.config import StrictModel
 from guiagent.errors import PolicyError, PolicyTimeout
 from guiagent.rewards.matching import normalize_answer
+from guiagent.rewards.registry import LLMJudgeConfig, MemoryJudgeConfig
 from guiagent.rewards.sample import RewardInput
 
 
@@ -141,26 +141,6 @@ class RuleMemoryJudge:
                 if gram in grams and any(t not in _STOPWORDS for t in gram):
                     return True
         return False
-
-
-class LLMJudgeConfig(StrictModel):
-    """Where and how to ask an LLM whether reasoning uses the history."""
-
-    base_url: str = Field(..., description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")
-    model: str = Field(..., description="Model name the server expects.")
-    api_key_env: str = Field(
-        "OPENAI_API_KEY", description="Environment variable holding the API key (never put keys in configs)."
-    )
-    timeout_s: float = Field(30.0, gt=0, description="Timeout of one request in seconds.")
-    max_retries: int = Field(
-        2,
-        ge=0,
-        description="Retries after the first attempt on timeouts, connection errors, 429/5xx and malformed answers.",
-    )
-    retry_backoff_s: float = Field(1.0, ge=0, description="Sleep before retry i is i × this many seconds.")
-    history_window: int = Field(
-        4, ge=1, description="How many of the most recent history summaries the judge sees."
-    )
 
 
 _SYSTEM_PROMPT = (
@@ -288,3 +268,10 @@ def with_memory_verdicts(
             for i, verdict in zip(todo, found, strict=True):
                 verdicts[i] = bool(verdict)
     return [dataclasses.replace(s, memory_used=v) for s, v in zip(samples, verdicts, strict=True)]
+
+
+def build_memory_judge(config: MemoryJudgeConfig) -> MemoryJudge:
+    """The judge ``config`` names: a :class:`RuleMemoryJudge` or an :class:`LLMMemoryJudge`."""
+    if config.kind == "llm":
+        return LLMMemoryJudge(config.llm)
+    return RuleMemoryJudge(k=config.k, min_ngram=config.min_ngram)

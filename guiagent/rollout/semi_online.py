@@ -4,8 +4,9 @@ For every expert trajectory, N rollouts run in lockstep. At expert step t every 
 the expert screen S*_t and a prompt holding *its own* earlier responses; all unfinished rollouts of the
 whole batch are answered by **one** batched ``policy.generate`` call per round. Each answer is parsed
 and judged against the expert action with the rewards package's UI-S1 *training* matcher
-(:func:`guiagent.rewards.match_action`) and scored with the UI-S1 step reward
-r = 0.1·fmt + 0.4·fmt·type + 0.5·fmt·type·acc. Then:
+(:func:`guiagent.rewards.match_action`), and scored by the configured reward (``config.reward``, through
+:class:`guiagent.rewards.Rewarder`; by default UI-S1's step reward r = 0.1·fmt + 0.4·fmt·type +
+0.5·fmt·type·acc). The matcher, not the reward, decides what happens next:
 
 * matched → the response joins the rollout's history and the rollout goes on;
 * mismatched and patches used < ε_patch → a *patch* replaces the response in the history (context for
@@ -21,8 +22,8 @@ one batched call; the thought is their ``<think>`` block (or their text up to th
 What the trainer gets (the contract of :meth:`guiagent.algos.AdvantageBatch.from_trajectories`): one
 :class:`~guiagent.types.Trajectory` per rollout, grouped per expert trajectory; one
 :class:`~guiagent.types.Step` per *generated* response, ``Step.index`` = the expert step, ``Step.reward``
-= its step reward, ``Step.matched`` = the matcher's verdict (UI-S1 returns end their segment at a
-mismatch), ``Step.response`` / ``Step.logprobs`` / ``Step.token_ids`` = what the policy generated,
+= its reward under ``config.reward``, ``Step.matched`` = the matcher's verdict (UI-S1 returns end their
+segment at a mismatch), ``Step.response`` / ``Step.logprobs`` / ``Step.token_ids`` = what the policy generated,
 ``Step.patch`` = the patch that replaced a mismatched response in later prompts (its kind in the
 trajectory's ``info["patch_kind"]``), ``info["round"]`` / ``info["seed"]`` = the batched round and its sampling seed,
 ``timings["policy_batch"]`` = seconds of that round's batched call (shared by all its steps).
@@ -54,7 +55,17 @@ from pydantic import Field
 from guiagent.config import StrictModel
 from guiagent.errors import ConfigError, DataError, PolicyError
 from guiagent.policy.prompts import PromptConfig, build_messages, history_from_steps
+from guiagent.rewards.format import format_has_think
+from guiagent.rewards.registry import RewardConfig
 from guiagent.types import Step, Trajectory
+
+
+def _uis1_reward(data: dict[str, Any]) -> RewardConfig:
+    """The default reward: UI-S1's step reward as the paper defines it, whose fmt term asks for the
+    ``<think>`` block exactly when the prompt's answer format has one (only ``uis1`` does)."""
+    prompt = data.get("prompt") or PromptConfig()  # absent if the prompt failed validation (reported itself)
+    think = format_has_think(prompt.actions.format)
+    return RewardConfig(name="uis1_step", options={"variant": "paper", "require_think": think})
 
 
 class SemiOnlineConfig(StrictModel):
@@ -74,13 +85,17 @@ class SemiOnlineConfig(StrictModel):
         description="'sample': a patched-over response is trained on like every generated step (DESIGN.md); "
         "'context': it is flagged Step.patched and masked out of training.",
     )
-    reward_variant: Literal["paper", "code"] = Field(
-        "paper", description="UI-S1 step reward: 'paper' (gated 0.1/0.4/0.5) or the released code's 'code'."
-    )
     prompt: PromptConfig = Field(
         default_factory=PromptConfig,
         description="The policy's prompt: answer format and resize bounds (prompt.actions, which the parser "
         "and the patches use too) and the history window.",
+    )
+    # After prompt: the default reads the validated prompt's answer format.
+    reward: RewardConfig = Field(
+        default_factory=_uis1_reward,
+        description="Registered reward scoring every generated response. Default: UI-S1's step reward, paper "
+        "variant (uis1_step; options.variant 'code' is the released code's), fmt needing <think> iff the "
+        "answer format has one.",
     )
     max_tokens: int = Field(256, ge=1, description="Most tokens per generated response.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
@@ -169,8 +184,7 @@ def semi_online_rollouts(
             vLLM client, :class:`guiagent.policy.base.Policy`).
         experts: E expert trajectories; every step needs ``action`` (the expert action, device pixels)
             and its observation's screenshot (bytes, or a path relative to ``image_root``).
-        config: N, ε_patch, reward variant, prompt (answer format, resize bounds, history window),
-            sampling.
+        config: N, ε_patch, reward, prompt (answer format, resize bounds, history window), sampling.
         image_root: Directory relative screenshot paths resolve against (the episode store root).
         policy_version: Recorded on every trajectory; default: the model name the backend reports.
         thought_policy: The auxiliary model of ``off_policy_thought`` patches (same ``generate`` interface).
@@ -184,11 +198,11 @@ def semi_online_rollouts(
     Raises:
         DataError: an expert trajectory is empty or a step has no expert action.
         ConfigError: ``off_policy_thought`` without a ``thought_policy``.
-        PolicyError: the backend failed.
+        PolicyError: the backend (or an LLM memory judge) failed.
     """
     from guiagent.actions import format_action
     from guiagent.policy.base import GenerationRequest, SamplingParams
-    from guiagent.rewards import match_action, parse_response, uis1_step_reward
+    from guiagent.rewards import Rewarder, expert_step_sample, match_action, parse_response
 
     for expert in experts:
         if not expert.steps:
@@ -199,9 +213,9 @@ def semi_online_rollouts(
     if config.patch_kind == "off_policy_thought" and thought_policy is None:
         raise ConfigError("patch_kind 'off_policy_thought' needs a thought_policy (the auxiliary model)")
     thought_writer = policy if config.patch_kind == "on_policy_thought" else thought_policy
+    rewarder = Rewarder(config.reward)
     prompt = config.prompt
     fmt = prompt.actions.format  # the prompt's answer format is the one parsed, judged and patched in
-    require_think = fmt == "uis1"
     start = time.perf_counter()
     rollouts = [_Rollout(expert, g, k) for g, expert in enumerate(experts) for k in range(config.n_rollouts)]
     round_index = 0
@@ -213,26 +227,29 @@ def semi_online_rollouts(
         sampling = SamplingParams(
             max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p, seed=seed
         )
-        requests = []
+        requests, histories = [], []
         for r in active:
             expert_step = r.expert.steps[r.t]
             screen = expert_step.observation.screenshot_source(image_root)
             instruction = r.expert.instruction or expert_step.observation.instruction
             history = history_from_steps(r.steps, image_root)
             requests.append(GenerationRequest(build_messages(instruction, screen, history, prompt)))
+            # The reward's history (HAR's memory judge): what each earlier step left in this prompt.
+            histories.append([h.response for h in history])
         t0 = time.perf_counter()
         generations = _generate(policy, requests, sampling)
         generate_s = time.perf_counter() - t0
-        judged = []
-        for r, generation in zip(active, generations):
+        judged, samples = [], []
+        for r, generation, history in zip(active, generations, histories):
             expert_step = r.expert.steps[r.t]
             obs = expert_step.observation
             geometry = prompt.geometry(obs.width, obs.height)
             parsed = parse_response(generation.text, fmt, geometry)
-            # The training matcher takes one box: the expert target's, which readers put first.
-            box = expert_step.target_boxes[0] if expert_step.target_boxes else None
-            match = match_action(parsed.action, expert_step.action, box, (obs.width, obs.height))
+            sample = expert_step_sample(parsed, expert_step, history)
+            match = match_action(sample.action, sample.expert, sample.expert_box, sample.screen_size)
             judged.append((r, generation, geometry, parsed, match))
+            samples.append(sample)
+        rewards = rewarder.score(samples)
         to_patch = [
             i
             for i, (r, _, _, _, match) in enumerate(judged)
@@ -241,9 +258,6 @@ def semi_online_rollouts(
         thoughts = _patch_thoughts(config, to_patch, judged, requests, thought_writer, sampling)
         for i, (r, generation, geometry, parsed, match) in enumerate(judged):
             expert_step = r.expert.steps[r.t]
-            reward = uis1_step_reward(
-                match, think_ok=parsed.think is not None or not require_think, variant=config.reward_variant
-            )
             info: dict[str, Any] = {
                 "fmt": match.fmt,
                 "type_match": match.type_match,
@@ -257,7 +271,7 @@ def semi_online_rollouts(
             patched = False
             if i in thoughts:
                 # The expert action in the model's own format, after the patch kind's thought.
-                thought = thoughts[i] if thoughts[i] is not None else ("" if require_think else None)
+                thought = thoughts[i] if thoughts[i] is not None else ("" if format_has_think(fmt) else None)
                 patch = format_action(expert_step.action, fmt, geometry, thought=thought)
                 r.patches += 1
                 patched = config.patched_steps == "context"
@@ -269,7 +283,7 @@ def semi_online_rollouts(
                 action=parsed.action,
                 response=generation.text,
                 parse_error=parsed.failure,
-                reward=reward,
+                reward=rewards[i],
                 logprobs=tuple(generation.logprobs),
                 token_ids=generation.token_ids,
                 matched=match.exact_match,
@@ -311,7 +325,7 @@ def semi_online_rollouts(
                         "max_tokens": config.max_tokens,
                         "seed": config.seed,
                     },
-                    "reward_variant": config.reward_variant,
+                    "reward": config.reward.model_dump(mode="json", exclude_none=True),
                     "format": fmt,
                 },
             )
