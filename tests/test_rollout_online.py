@@ -19,7 +19,9 @@ from guiagent.farm.client import FarmClient
 from guiagent.farm.config import FarmConfig
 from guiagent.farm.local import LocalFarm
 from guiagent.farm.specs import AgentSpec
-from guiagent.rollout.online import OnlineConfig, collect_groups, select_tasks, summary, with_outcome_reward
+from guiagent.rewards.registry import RewardConfig
+from guiagent.rewards.scoring import Rewarder
+from guiagent.rollout.online import OnlineConfig, assign_rewards, collect_groups, select_tasks, summary
 
 pytestmark = [pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs Debian's redis-server"),
               pytest.mark.timeout(300)]
@@ -52,6 +54,17 @@ def test_groups_share_a_seed_and_carry_outcome_rewards(farm):
     assert summary(batch)["mean_reward"] == 1.0
 
 
+def test_rewards_come_from_the_registry(farm):
+    _, client, store = farm
+    config = OnlineConfig(group_size=2, reward=RewardConfig(name="task_success", options={"success": 2.0}))
+    batch = collect_groups(client, store, TASKS[:1], AgentSpec("oracle"), config, policy_version="v7")
+    assert batch.rewards == [[2.0, 2.0]]
+    with_steps = config.model_copy(update={"step_reward": RewardConfig(name="task_success", options={"failure": 0.5})})
+    # A registered step reward without an outcome fails loudly (task_success needs the env's verdict).
+    with pytest.raises(ValueError, match="outcome"):
+        collect_groups(client, store, TASKS[:1], AgentSpec("oracle"), with_steps, policy_version="v7")
+
+
 def test_dynamic_sampling_plays_flat_groups_again_then_drops_them(farm):
     _, client, store = farm
     config = OnlineConfig(group_size=2, max_steps=2, dynamic_sampling=True, max_regenerations=1)
@@ -64,8 +77,9 @@ def test_dynamic_sampling_plays_flat_groups_again_then_drops_them(farm):
 def test_replay_injects_a_stored_success_and_recomputes_its_log_probs(farm):
     _, client, store = farm
     task = TASKS[0]
-    success = with_outcome_reward(run_episode(MobileSimEnv(width=540, height=1200), task, OracleAgent(),
-                                              episode_id="old-success", policy_version="v3"))
+    success = assign_rewards(run_episode(MobileSimEnv(width=540, height=1200), task, OracleAgent(),
+                                         episode_id="old-success", policy_version="v3"),
+                             Rewarder(RewardConfig(name="task_success")))
     buffer = ReplayBuffer(capacity=8)
     assert buffer.add(success, 1.0)
     rescored: list[list[str]] = []

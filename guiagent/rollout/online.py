@@ -15,8 +15,10 @@ Options, each switchable:
   log-probs are recomputed by the current policy through ``rescore`` (the trainer's
   :func:`guiagent.trainer.update.recompute_logprobs`) — it is an error to replay without it.
 
-Rewards: the episode's reward is the env's verdict (``Outcome.reward``), placed on its last step; earlier
-steps get 0, so a trajectory's total is its task reward (GRPO over episodes).
+Rewards come from the reward registry (:class:`~guiagent.rewards.registry.RewardConfig`): the episode reward
+(default ``task_success``: the env's verdict, never the agent's claim) is placed on the last step; each step
+earns the optional ``step_reward`` on top (e.g. a format reward), so a trajectory's total is its task reward
+plus its step rewards (GRPO over episodes).
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from guiagent.data.store import TrajectoryStore
 from guiagent.errors import ConfigError, FarmError
 from guiagent.farm.client import FarmClient
 from guiagent.farm.specs import AgentSpec, EpisodeResult
+from guiagent.rewards import RewardInput, extract_think
+from guiagent.rewards.registry import RewardConfig
+from guiagent.rewards.scoring import Rewarder
 from guiagent.types import Task, Trajectory
 
 Rescore = Callable[[list[Trajectory]], list[Trajectory]]
@@ -53,6 +58,9 @@ class OnlineConfig(StrictModel):
     dynamic_sampling: bool = Field(False, description="Play again groups whose rewards do not vary.")
     min_reward_std: float = Field(0.0, ge=0, description="A group varies when its reward std exceeds this.")
     max_regenerations: int = Field(2, ge=0, description="Extra rounds for groups that do not vary, then they are dropped.")
+    reward: RewardConfig = Field(default_factory=lambda: RewardConfig(name="task_success"),
+                                 description="Episode reward (registered; it gets the env's Outcome), on the last step.")
+    step_reward: RewardConfig | None = Field(None, description="Optional registered reward of every step's response.")
 
 
 @dataclass
@@ -85,12 +93,19 @@ def episode_reward(trajectory: Trajectory) -> float:
     return float(sum(s.reward or 0.0 for s in trajectory.steps))
 
 
-def with_outcome_reward(trajectory: Trajectory) -> Trajectory:
-    """The trajectory with its outcome's reward on the last step and 0 on the others."""
-    reward = trajectory.outcome.reward if trajectory.outcome is not None else 0.0
-    last = len(trajectory.steps) - 1
-    steps = tuple(dataclasses.replace(s, reward=reward if i == last else 0.0) for i, s in enumerate(trajectory.steps))
-    return dataclasses.replace(trajectory, steps=steps)
+def assign_rewards(trajectory: Trajectory, episode: Rewarder, step: Rewarder | None = None) -> Trajectory:
+    """The trajectory with its rewards: ``episode``'s reward of the outcome on the last step, plus ``step``'s
+    reward of each step's own response when given (0 otherwise)."""
+    steps = trajectory.steps
+    if not steps:
+        return trajectory
+    samples = [RewardInput(response=s.response, action=s.action, parse_error=s.parse_error,
+                           screen_size=(s.observation.width, s.observation.height),
+                           think=extract_think(s.response)) for s in steps]
+    per_step = step.score(samples) if step is not None else [0.0] * len(steps)
+    final = episode.score([dataclasses.replace(samples[-1], outcome=trajectory.outcome)])[0]
+    rewards = [r + (final if i == len(steps) - 1 else 0.0) for i, r in enumerate(per_step)]
+    return dataclasses.replace(trajectory, steps=tuple(dataclasses.replace(s, reward=r) for s, r in zip(steps, rewards)))
 
 
 def play_groups(client: FarmClient, store: TrajectoryStore, tasks: Sequence[Task], agent: AgentSpec,
@@ -111,7 +126,10 @@ def play_groups(client: FarmClient, store: TrajectoryStore, tasks: Sequence[Task
     if failed:
         raise FarmError(f"{len(failed)} of {len(results)} episodes ended in an error, e.g. "
                         f"{failed[0].episode_id}: {failed[0].message}")
-    groups = [[with_outcome_reward(store.get(h.episode_id, with_images=True)) for h in group] for group in handles]
+    episode = Rewarder(config.reward)
+    step = Rewarder(config.step_reward) if config.step_reward is not None else None
+    groups = [[assign_rewards(store.get(h.episode_id, with_images=True), episode, step) for h in group]
+              for group in handles]
     return groups, results
 
 
