@@ -10,14 +10,14 @@ so it never special-cases an algorithm. Estimators are pure: tensors in, tensors
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
 from guiagent.errors import DataError
-from guiagent.types import Step, Trajectory
+from guiagent.types import Trajectory
 
 Norm = Literal["std", "mean"]
 
@@ -114,15 +114,12 @@ class AdvantageBatch:
     def from_trajectories(
         cls,
         groups: Sequence[Sequence[Trajectory]],
-        *,
-        anchor_key: Callable[[Step], Hashable] | None = None,
     ) -> AdvantageBatch:
         """Flatten groups of rewarded trajectories into a batch, rows in group → trajectory → step order.
 
         Args:
-            groups: The comparison groups; every step must carry ``Step.reward``.
-            anchor_key: Maps a step to its anchor-state key (GiGPO), e.g.
-                ``lambda s: anchor_key_from_a11y(s.observation.a11y_tree)``.
+            groups: The comparison groups; every step must carry ``Step.reward``. GiGPO's anchor ids come from
+                :func:`guiagent.algos.anchors.anchor_ids` (``dataclasses.replace(batch, anchor_ids=...)``).
 
         Returns:
             The batch. ``mask`` is ``not step.patched``; ``matched`` is ``step.matched`` (UI-S1's
@@ -131,7 +128,7 @@ class AdvantageBatch:
         Raises:
             DataError: a step has no reward, or only some steps record ``matched``.
         """
-        rewards, group_ids, traj_ids, step_ids, mask, matched, anchors = [], [], [], [], [], [], []
+        rewards, group_ids, traj_ids, step_ids, mask, matched = [], [], [], [], [], []
         traj_count = 0
         for g, group in enumerate(groups):
             for traj in group:
@@ -144,8 +141,6 @@ class AdvantageBatch:
                     step_ids.append(step.index)
                     mask.append(not step.patched)
                     matched.append(step.matched)
-                    if anchor_key is not None:
-                        anchors.append(anchor_key(step))
                 traj_count += 1
         have_matched = [m is not None for m in matched]
         if any(have_matched) and not all(have_matched):
@@ -158,7 +153,7 @@ class AdvantageBatch:
             step_ids=torch.tensor(step_ids, dtype=torch.long),
             mask=torch.tensor(mask, dtype=torch.bool),
             matched=torch.tensor([bool(m) for m in matched], dtype=torch.bool) if all(have_matched) and matched else None,
-            anchor_ids=dense_ids(anchors) if anchor_key is not None else None,
+            anchor_ids=None,
         )
 
 
