@@ -96,6 +96,9 @@ def test_sampling_is_reproducible_by_seed(policy, one_image):
     others = {policy.generate([one_image], SamplingParams(16, 1.5, 0.95, seed=s))[0].token_ids for s in (8, 9)}
     assert a.token_ids == b.token_ids
     assert others != {a.token_ids}
+    # Unseeded calls draw fresh randomness: the same prompt asked again gets other samples.
+    fresh = SamplingParams(max_tokens=16, temperature=1.5, top_p=0.95)
+    assert len({policy.generate([one_image], fresh)[0].token_ids for _ in range(3)}) > 1
 
 
 def test_invalid_sampling_and_unknown_model_are_errors(policy, one_image):

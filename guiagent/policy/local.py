@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,10 @@ class LocalPolicy:
         if not sampling.greedy:
             # top_k=0 switches transformers' default top-50 off, matching vLLM's default (no top-k).
             options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
+        # A seeded call draws from its own generator state and leaves the global one as it was; an unseeded
+        # call draws fresh randomness from the global state (restoring it would repeat the same sample).
+        seeded = torch.random.fork_rng(devices=[]) if sampling.seed is not None else contextlib.nullcontext()
+        with seeded, torch.no_grad():
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed)
             out = self.model.generate(**inputs, **options)
