@@ -13,11 +13,13 @@ setting's fastest run (the machine is shared), its median time is reported besid
 
     .venv/bin/python benchmarks/bench_rollouts.py
     .venv/bin/python benchmarks/bench_rollouts.py --prompts 4 --repeats 1
+    .venv/bin/python benchmarks/bench_rollouts.py --backend vllm --json benchmarks/results/bench_rollouts_vllm.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -66,6 +68,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32, help="tokens per response")
     parser.add_argument("--max-pixels", type=int, default=256 * 28 * 28, help="model image bound (smart_resize)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per setting (median reported)")
+    parser.add_argument("--backend", choices=("local", "vllm"), default="local",
+                        help="local transformers in this process, or the tiny model served by vLLM's CPU build "
+                             "(batched = the round's requests in flight together)")
     add_json_option(parser, __file__)
     args = parser.parse_args()
 
@@ -85,9 +90,17 @@ def main() -> None:
 
     prompt = PromptConfig(actions=ActionSpaceConfig(max_pixels=args.max_pixels))
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         tmp = Path(tmp)
-        policy = LocalPolicy.from_pretrained(build_tiny_qwen25vl(tmp / "tiny"))
+        model = build_tiny_qwen25vl(tmp / "tiny")
+        if args.backend == "vllm":
+            from guiagent.policy.client import VLLMClient
+            from guiagent.policy.serve import cpu_server
+
+            server = stack.enter_context(cpu_server(model, tmp / "vllm.log"))
+            policy = stack.enter_context(VLLMClient(server.url, "tiny", timeout=600, max_concurrency=64))
+        else:
+            policy = LocalPolicy.from_pretrained(model)
         per_platform = -(-args.prompts // 3)  # the sample writer makes three platforms
         sample_files.write_screenspot_sample(tmp / "raw", "v2", per_platform=per_platform, width=270, height=600)
         convert("screenspot_v2", tmp / "raw", tmp / "store")
@@ -135,13 +148,13 @@ def main() -> None:
             if row["rollout"] == kind:
                 row["speedup"] = round(row["samples_per_s"] / base["samples_per_s"], 2)
 
-    print(f"rollout throughput, tiny Qwen2.5-VL, local backend (CPU), {args.max_tokens} tokens per response, "
+    print(f"rollout throughput, tiny Qwen2.5-VL, {args.backend} backend (CPU), {args.max_tokens} tokens per response, "
           f"grounding {args.prompts} prompts x G={args.group_size}, semi-online {args.experts} experts x "
           f"N={args.rollouts}, best of {args.repeats}")
     keys = ["rollout", "mode", "samples", "calls", "min_s", "median_s", "samples_per_s", "tokens_per_s", "speedup"]
     print_table(["rollout", "mode", "samples", "calls", "min s", "median s", "samples/s", "tokens/s", "speedup"],
                 [[row[k] for k in keys] for row in rows], 11)
-    write_json(args.json, "rollout_throughput", max_tokens=args.max_tokens, prompts=args.prompts,
+    write_json(args.json, "rollout_throughput", backend=args.backend, max_tokens=args.max_tokens, prompts=args.prompts,
                group_size=args.group_size, experts=args.experts, rollouts=args.rollouts,
                max_pixels=args.max_pixels, repeats=args.repeats, rows=rows)
 

@@ -289,9 +289,14 @@ def rule_reward(
 
 @register_reward("rule")
 def rule(
-    sample: RewardInput, *, preset: str | None = None, config: RuleRewardConfig | dict | None = None
+    sample: RewardInput, *, preset: str | None = None, config: RuleRewardConfig | dict | None = None,
+    require_think: bool = True,
 ) -> float:
-    """Registered rule reward: give exactly one of ``preset`` (a name in ``RULE_PRESETS``) or ``config``."""
+    """Registered rule reward: give exactly one of ``preset`` (a name in ``RULE_PRESETS``) or ``config``.
+
+    ``require_think``: the format term needs a ``<think>`` block (the papers' own formats); False when the
+    prompt's answer format has none (the Qwen tool-call formats), so a parsed answer meets the format.
+    """
     if (preset is None) == (config is None):
         raise ConfigError("rule reward: give exactly one of 'preset' or 'config'")
     if preset is not None:
@@ -300,5 +305,6 @@ def rule(
         cfg = config if isinstance(config, RuleRewardConfig) else RuleRewardConfig.model_validate(config)
     expert = require_expert(sample, "rule")
     return rule_reward(
-        sample.action, expert, sample.expert_box, sample.screen_size, cfg, think_ok=bool(sample.think)
+        sample.action, expert, sample.expert_box, sample.screen_size, cfg,
+        think_ok=bool(sample.think) or not require_think,
     )

@@ -30,8 +30,8 @@ and the round, seed and batch size; the trajectory carries ``policy_version``.
 
 Format term: UI-R1, GUI-R1 and InfiGUI-R1 require a ``<think>`` block in their own output format. Only the
 ``uis1`` format here asks for one, so for the tool-call formats the format term is 1 when the answer parses
-(as the semi-online rollout judges it). That is why this calls :func:`~guiagent.rewards.rule_reward` rather
-than the registered ``rule`` reward, which takes the format term from the think block alone.
+(as the semi-online rollout judges it): the registered ``rule`` reward is called with ``require_think`` set
+from the prompt's format, through the reward registry like every rollout kind's rewards.
 
 Seeds: a round's call is seeded with ``seed`` + the index of its first request (``round × batch_size``). The
 vLLM client seeds request i of a call with the call's seed + i, so every request of a run gets its own seed
@@ -55,7 +55,9 @@ from guiagent.errors import DataError, PolicyError
 from guiagent.policy.prompts import PromptConfig, build_messages
 from guiagent.rewards import RULE_PRESETS, format_has_think, parse_response, rule_preset, rule_reward
 from guiagent.rewards.matching import POINT_TYPES, box_center, point_in_box
+from guiagent.rewards.registry import RewardConfig
 from guiagent.rewards.sample import check_box
+from guiagent.rewards.scoring import Rewarder, expert_step_sample
 from guiagent.types import Action, Observation, PixelBox, Step, Trajectory
 
 
@@ -236,7 +238,10 @@ def grounding_rollouts(
             raise DataError(f"preset {config.preset!r}: {exc}", record=sample.episode_id) from None
     prompt = config.prompt
     fmt = prompt.actions.format
-    require_think = format_has_think(fmt)  # the prompt asks for a <think> block (uis1 only)
+    # Rewards through the registry: the rule preset, its format term needing a <think> block only when the
+    # prompt's format asks for one (uis1).
+    rewarder = Rewarder(RewardConfig(name="rule", options={"preset": config.preset,
+                                                           "require_think": format_has_think(fmt)}))
     group_size = config.group_size
     pairs = [(s, k) for s in range(len(samples)) for k in range(group_size)]
     messages: dict[int, list[dict[str, Any]]] = {}  # per sample while its members are being answered
@@ -265,14 +270,7 @@ def grounding_rollouts(
             expert = samples[s].steps[0]
             obs = expert.observation
             parsed = parse_response(generation.text, fmt, prompt.geometry(obs.width, obs.height))
-            reward = rule_reward(
-                parsed.action,
-                expert.action,
-                expert.target_boxes[0] if expert.target_boxes else None,
-                (obs.width, obs.height),
-                reward_config,
-                think_ok=parsed.think is not None or not require_think,
-            )
+            reward = rewarder.score([expert_step_sample(parsed, expert)])[0]
             point = parsed.action.point if parsed.action is not None else None
             steps[s].append(
                 Step(
