@@ -18,6 +18,7 @@ from guiagent.algos import AdvantageBatch, get_advantage
 from guiagent.errors import DataError, PolicyError
 from guiagent.policy.base import Generation
 from guiagent.policy.prompts import PromptConfig, step_messages
+from guiagent.rewards.registry import RewardConfig
 from guiagent.rollout.hierarchical import (
     EMPTY_INSTRUCTION,
     NO_INSTRUCTION,
@@ -189,7 +190,7 @@ def test_state_groups_put_every_low_level_sample_of_a_state_together():
 
 def test_uis1_low_level_reward_grades_format_and_type_but_foresight_counts_matches():
     # UI-S1 paper reward: match 1, right type 0.5, wrong type 0.1, no parse 0. Foresight is unchanged.
-    _, groups = _hand_run(low_level_reward="uis1")
+    _, groups = _hand_run(low_level_reward=RewardConfig(name="uis1_step", options={"require_think": False}))
     assert [t.steps[0].reward for t in groups[0]] == [1.75, 1.25, 0.0]
     assert [t.steps[0].reward for t in groups[1]] == [1, 1, 0.5, 1]
     assert [t.steps[0].reward for t in groups[2]] == [0.5, 1, 0, 0.1]

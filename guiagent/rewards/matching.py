@@ -293,3 +293,11 @@ def uis1_step(
     match = match_action(sample.action, expert, sample.expert_box, sample.screen_size)
     think_ok = bool(sample.think) or not require_think
     return uis1_step_reward(match, think_ok=think_ok, variant=variant)
+
+
+@register_reward("action_match")
+def action_match(sample: RewardInput) -> float:
+    """1 when the action matches the expert's (:func:`match_action`, UI-S1's training rule), else 0: the
+    low-level reward of Hi-Agent's hierarchy (arXiv 2510.14388)."""
+    expert = require_expert(sample, "action_match")
+    return float(match_action(sample.action, expert, sample.expert_box, sample.screen_size).exact_match)

@@ -11,8 +11,9 @@ explosion on long tasks.
 Rewards:
 
 * low level: action match against the expert action (:func:`guiagent.rewards.match_action`, UI-S1's
-  training rule, with the step's target box): 1 on a match, else 0 (``low_level_reward="match"``); or
-  UI-S1's graded step reward 0/0.1/0.5/1 (``"uis1"``), which also rewards format and action type;
+  training rule, with the step's target box): 1 on a match, else 0 (the registered ``action_match``); or any
+  registered reward in ``low_level_reward``, e.g. UI-S1's graded step reward 0/0.1/0.5/1 (``uis1_step``),
+  which also rewards format and action type;
 * high level: :func:`guiagent.algos.advantages.foresight_reward` — 1 for the format plus the success rate of
   the low level's G′ samples executing that subgoal (their exact-match fraction); 0 for a subgoal that does
   not parse (nothing can execute it, so it gets no low-level samples).
@@ -58,6 +59,7 @@ from pydantic import Field
 from guiagent.config import StrictModel
 from guiagent.errors import DataError, PolicyError
 from guiagent.policy.prompts import PromptConfig, high_level_messages, load_image, low_level_messages
+from guiagent.rewards.registry import RewardConfig
 from guiagent.types import Step, Trajectory
 
 # Subgoal parse failure reasons (SubgoalFailure.reason).
@@ -136,10 +138,10 @@ class HierarchicalConfig(StrictModel):
         description="Low-level GRPO groups: the G′ actions of one subgoal (same prompt), or all low-level "
         "samples of the state.",
     )
-    low_level_reward: Literal["match", "uis1"] = Field(
-        "match",
-        description="Low-level reward: 1/0 action match, or UI-S1's graded 0/0.1/0.5/1 step reward. The foresight "
-        "reward counts exact matches either way.",
+    low_level_reward: RewardConfig = Field(
+        default_factory=lambda: RewardConfig(name="action_match"),
+        description="Registered low-level reward: action_match (1/0), or e.g. uis1_step (UI-S1's graded "
+        "0/0.1/0.5/1). The foresight reward counts exact matches either way.",
     )
     prompt: PromptConfig = Field(
         default_factory=PromptConfig,
@@ -239,9 +241,11 @@ def hierarchical_rollouts(
     """
     from guiagent.algos.advantages import foresight_reward
     from guiagent.policy.base import GenerationRequest, SamplingParams
-    from guiagent.rewards import match_action, parse_response, uis1_step_reward
+    from guiagent.rewards import match_action, parse_response
+    from guiagent.rewards.scoring import Rewarder, expert_step_sample
 
     config = config or HierarchicalConfig()
+    rewarder = Rewarder(config.low_level_reward)
     for expert in experts:
         if not expert.steps:
             raise DataError("expert trajectory has no steps", record=expert.episode_id)
@@ -295,10 +299,7 @@ def hierarchical_rollouts(
         # The training matcher takes one box: the expert target's, which readers put first.
         box = expert_step.target_boxes[0] if expert_step.target_boxes else None
         match = match_action(parsed.action, expert_step.action, box, (obs.width, obs.height))
-        if config.low_level_reward == "match":
-            reward = float(match.exact_match)
-        else:
-            reward = uis1_step_reward(match, think_ok=parsed.think is not None or fmt != "uis1")
+        reward = rewarder.score([expert_step_sample(parsed, expert_step)])[0]
         step = Step(
             index=expert_step.index,
             observation=obs,
@@ -341,7 +342,7 @@ def hierarchical_rollouts(
         "n_subgoals": g,
         "n_actions": g_low,
         "low_level_groups": config.low_level_groups,
-        "low_level_reward": config.low_level_reward,
+        "low_level_reward": config.low_level_reward.model_dump(),
         "format": fmt,
         "sampling": {**sampling, "high_max_tokens": config.high_max_tokens, "low_max_tokens": config.low_max_tokens,
                      "seed": config.seed},
