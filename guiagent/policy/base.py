@@ -94,3 +94,19 @@ class Policy(Protocol):
             PolicyError: the backend failed (PolicyTimeout when it did not answer in time).
         """
         ...
+
+
+def generate_all(policy: Policy, requests: Sequence[GenerationRequest], sampling: SamplingParams) -> list[Generation]:
+    """``policy.generate(requests, sampling)``, checked to answer every request (a short answer list would
+    silently drop samples); no call for no requests.
+
+    Raises:
+        PolicyError: the backend failed, or answered a different number of requests than it was sent.
+    """
+    if not requests:
+        return []
+    generations = policy.generate(requests, sampling)
+    if len(generations) != len(requests):
+        raise PolicyError(f"the policy answered {len(generations)} of {len(requests)} requests")
+    return generations
+

@@ -14,8 +14,22 @@ from guiagent.actions.coords import ModelGeometry
 from guiagent.agent import OracleAgent, run_episode
 from guiagent.envs.base import Env
 from guiagent.envs.sim.oracle import target_box
-from guiagent.errors import DeviceError
+from guiagent.errors import DataError, DeviceError
 from guiagent.types import ActionType, Step, Task, Trajectory
+
+
+def check_expert_trajectories(experts: Iterable[Trajectory]) -> None:
+    """Refuse expert data a rollout cannot replay: an empty trajectory, or a step without its action.
+
+    Raises:
+        DataError: naming the episode (and step).
+    """
+    for expert in experts:
+        if not expert.steps:
+            raise DataError("expert trajectory has no steps", record=expert.episode_id)
+        for step in expert.steps:
+            if step.action is None:
+                raise DataError("expert step has no action", record=f"{expert.episode_id} step {step.index}")
 
 
 def label_expert_step(step: Step) -> Step:

@@ -51,7 +51,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from guiagent.config import StrictModel
-from guiagent.errors import DataError, PolicyError
+from guiagent.errors import DataError
 from guiagent.policy.prompts import PromptConfig, build_messages
 from guiagent.rewards import RULE_PRESETS, format_has_think, parse_response, rule_preset, rule_reward
 from guiagent.rewards.matching import POINT_TYPES, box_center, point_in_box
@@ -223,7 +223,7 @@ def grounding_rollouts(
             target box the sample lacks (checked before anything is generated).
         PolicyError: the backend failed, or answered a different number of requests than it was sent.
     """
-    from guiagent.policy.base import GenerationRequest, SamplingParams
+    from guiagent.policy.base import GenerationRequest, SamplingParams, generate_all
 
     reward_config = rule_preset(config.preset)
     for sample in samples:
@@ -262,10 +262,8 @@ def grounding_rollouts(
             max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p, seed=seed
         )
         t0 = time.perf_counter()
-        generations = policy.generate([GenerationRequest(messages[s]) for s, _ in chunk], sampling)
+        generations = generate_all(policy, [GenerationRequest(messages[s]) for s, _ in chunk], sampling)
         generate_s = time.perf_counter() - t0
-        if len(generations) != len(chunk):
-            raise PolicyError(f"the policy answered {len(generations)} of {len(chunk)} requests")
         for (s, k), generation in zip(chunk, generations):
             expert = samples[s].steps[0]
             obs = expert.observation

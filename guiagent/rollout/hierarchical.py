@@ -57,9 +57,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from guiagent.config import StrictModel
-from guiagent.errors import DataError, PolicyError
+from guiagent.policy.base import generate_all
 from guiagent.policy.prompts import PromptConfig, high_level_messages, load_image, low_level_messages
 from guiagent.rewards.registry import RewardConfig
+from guiagent.rollout.experts import check_expert_trajectories
 from guiagent.types import Step, Trajectory
 
 # Subgoal parse failure reasons (SubgoalFailure.reason).
@@ -193,9 +194,7 @@ def previous_action_lines(steps: Sequence[Step], prompt: PromptConfig) -> list[s
 def _generate(policy: Any, requests: list[Any], sampling: Any) -> tuple[list[Any], float]:
     """One batched ``policy.generate`` call, checked to answer every request, and its seconds."""
     start = time.perf_counter()
-    generations = policy.generate(requests, sampling) if requests else []
-    if len(generations) != len(requests):
-        raise PolicyError(f"the policy answered {len(generations)} of {len(requests)} requests")
+    generations = generate_all(policy, requests, sampling)
     return generations, time.perf_counter() - start
 
 
@@ -246,12 +245,7 @@ def hierarchical_rollouts(
 
     config = config or HierarchicalConfig()
     rewarder = Rewarder(config.low_level_reward)
-    for expert in experts:
-        if not expert.steps:
-            raise DataError("expert trajectory has no steps", record=expert.episode_id)
-        for step in expert.steps:
-            if step.action is None:
-                raise DataError("expert step has no action", record=f"{expert.episode_id} step {step.index}")
+    check_expert_trajectories(experts)
     prompt = config.prompt
     fmt = prompt.actions.format
     g, g_low = config.n_subgoals, config.n_actions

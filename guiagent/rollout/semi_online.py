@@ -53,10 +53,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from guiagent.config import StrictModel
-from guiagent.errors import ConfigError, DataError, PolicyError
+from guiagent.errors import ConfigError
+from guiagent.policy.base import generate_all
 from guiagent.policy.prompts import PromptConfig, build_messages, history_from_steps
 from guiagent.rewards.format import format_has_think
 from guiagent.rewards.registry import RewardConfig
+from guiagent.rollout.experts import check_expert_trajectories
 from guiagent.types import Step, Trajectory
 
 
@@ -105,14 +107,6 @@ class SemiOnlineConfig(StrictModel):
     )
 
 
-def _generate(policy: Any, requests: list[Any], sampling: Any) -> list[Any]:
-    """``policy.generate``, checked to answer every request (a short answer list would drop rollouts)."""
-    generations = policy.generate(requests, sampling)
-    if len(generations) != len(requests):
-        raise PolicyError(f"the policy answered {len(generations)} of {len(requests)} requests")
-    return generations
-
-
 def _patch_thoughts(
     config: SemiOnlineConfig,
     rows: list[int],
@@ -147,7 +141,7 @@ def _patch_thoughts(
             },
         ]
         hints.append(GenerationRequest(messages))
-    texts = [g.text for g in _generate(writer, hints, sampling)]
+    texts = [g.text for g in generate_all(writer, hints, sampling)]
     return {i: extract_think(text) or text.split("<")[0].strip() for i, text in zip(rows, texts)}
 
 
@@ -204,12 +198,7 @@ def semi_online_rollouts(
     from guiagent.policy.base import GenerationRequest, SamplingParams
     from guiagent.rewards import Rewarder, expert_step_sample, match_action, parse_response
 
-    for expert in experts:
-        if not expert.steps:
-            raise DataError("expert trajectory has no steps", record=expert.episode_id)
-        for step in expert.steps:
-            if step.action is None:
-                raise DataError("expert step has no action", record=f"{expert.episode_id} step {step.index}")
+    check_expert_trajectories(experts)
     if config.patch_kind == "off_policy_thought" and thought_policy is None:
         raise ConfigError("patch_kind 'off_policy_thought' needs a thought_policy (the auxiliary model)")
     thought_writer = policy if config.patch_kind == "on_policy_thought" else thought_policy
@@ -237,7 +226,7 @@ def semi_online_rollouts(
             # The reward's history (HAR's memory judge): what each earlier step left in this prompt.
             histories.append([h.response for h in history])
         t0 = time.perf_counter()
-        generations = _generate(policy, requests, sampling)
+        generations = generate_all(policy, requests, sampling)
         generate_s = time.perf_counter() - t0
         judged, samples = [], []
         for r, generation, history in zip(active, generations, histories):
