@@ -68,9 +68,11 @@ def make_app(config: FarmConfig) -> Celery:
     return app
 
 
-def _env_app() -> Celery:
-    return make_app(FarmConfig.from_env())
-
-
-app = _env_app()
-"""The app for ``celery -A guiagent.farm.app:app ...`` (Flower, inspect), configured from the environment."""
+def __getattr__(name: str) -> Celery:
+    """``app``: the app for ``celery -A guiagent.farm.app:app ...`` (Flower, inspect), configured from the
+    environment when it is first asked for, so that importing this module (the client, every worker) builds
+    no app and reads no environment."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    app = globals()["app"] = make_app(FarmConfig.from_env())
+    return app
