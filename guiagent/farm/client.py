@@ -11,6 +11,7 @@ often the episode was delivered, and the trajectory store holds at most one traj
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from celery.result import AsyncResult, ResultSet
 
 from guiagent.errors import FarmError
 from guiagent.farm.app import EPISODE_TASK, make_app
-from guiagent.farm.config import FarmConfig
+from guiagent.farm.config import KINDS, FarmConfig
 from guiagent.farm.specs import AgentSpec, EpisodeResult, EpisodeSpec
 from guiagent.types import Task
 
@@ -154,28 +155,22 @@ class FarmClient:
         by_id = {r.episode_id: r for r in self.results(handles, timeout=timeout)}
         return [by_id[spec.episode_id] for spec in specs]
 
-    def device_status(self) -> dict[str, dict[str, Any]]:
-        """Worker hostname → the status its device last published (state, counters, current task and step,
-        heartbeat)."""
-        import json
+    def _broker(self):
+        """A Redis connection to the broker (closed by ``with``), for what Celery does not expose."""
+        import contextlib
 
         import redis
 
-        client = redis.Redis.from_url(self.config.broker_url, socket_timeout=5)
-        try:
-            raw = client.hgetall(self.config.devices_key)
-        finally:
-            client.close()
+        return contextlib.closing(redis.Redis.from_url(self.config.broker_url, socket_timeout=5))
+
+    def device_status(self) -> dict[str, dict[str, Any]]:
+        """Worker hostname → the status its device last published (state, counters, current task and step,
+        heartbeat)."""
+        with self._broker() as broker:
+            raw = broker.hgetall(self.config.devices_key)
         return {k.decode(): json.loads(v) for k, v in sorted(raw.items())}
 
     def queue_depths(self) -> dict[str, int]:
         """Messages waiting in each device kind's queue."""
-        import redis
-
-        from guiagent.farm.config import KINDS
-
-        client = redis.Redis.from_url(self.config.broker_url, socket_timeout=5)
-        try:
-            return {kind: int(client.llen(self.config.queue(kind))) for kind in KINDS}
-        finally:
-            client.close()
+        with self._broker() as broker:
+            return {kind: int(broker.llen(self.config.queue(kind))) for kind in KINDS}
