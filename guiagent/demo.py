@@ -115,7 +115,7 @@ def run_demo(out: Path, quick: bool) -> dict[str, Any]:
     from guiagent.envs.sim.tasks import make_task
     from guiagent.eval.androidcontrol import score_sop
     from guiagent.eval.model import ExpertTextPredictor, PolicyPredictor
-    from guiagent.eval.online import episode_row, run_online
+    from guiagent.eval.online import episode_row, online_metrics, run_online
     from guiagent.policy.base import SamplingParams
     from guiagent.policy.prompts import PromptConfig
     from guiagent.policy.tiny import load_tiny_policy
@@ -171,7 +171,9 @@ def run_demo(out: Path, quick: bool) -> dict[str, Any]:
                                        max_steps=settings.policy_step_budget, store=online)
                 counters = dict(served.env.counters)
             report["online"] = {"store": str(out / "online"), "adb_server_port": served.adb_port,
-                                "adb_counters": counters, "episodes": [episode_row(e) for e in episodes]}
+                                "adb_counters": counters, "episodes": [episode_row(e) for e in episodes],
+                                "metrics": {agent: online_metrics(e for e in episodes if e.policy_version == agent)
+                                            for agent in ("oracle", policy.name)}}
 
         with timer.phase("offline_eval", "SOP of the tiny policy (greedy) and of the oracle's own actions"):
             report["offline_eval"] = {

@@ -242,7 +242,7 @@ def test_there_is_one_agent_loop():
 def test_the_callers_run_the_one_loop(tmp_path, monkeypatch):
     """The oracle's expert data, the online evaluation and `guiagent sim run` produce trajectories that only
     run_episode makes (its end marker and its evaluate timing)."""
-    from guiagent.eval.online import run_online
+    from guiagent.eval.online import online_metrics, run_online
     from guiagent.rollout.experts import record_expert_episodes
 
     task = make_task("ClockToggleAlarm", 0)
@@ -256,6 +256,9 @@ def test_the_callers_run_the_one_loop(tmp_path, monkeypatch):
     for trajectory in (*experts, *online, from_cli):
         assert trajectory.info["end"] == "terminate" and "evaluate" in trajectory.timings
         assert trajectory.outcome.success
+    metrics = online_metrics(online)
+    assert metrics["success_rate"] == metrics["template_success_rate"] == 1.0
+    assert metrics["per_template"] == {"ClockToggleAlarm": 1.0} and metrics["parse_failures"] == 0
 
 
 def test_expert_steps_carry_their_target_boxes_and_uis1_labels():

@@ -64,6 +64,7 @@ def test_quick_demo_runs_every_phase_and_reports_honest_numbers(tmp_path):
     oracle = [e for e in report["online"]["episodes"] if e["agent"] == "oracle"]
     model = [e for e in report["online"]["episodes"] if e["agent"] != "oracle"]
     assert len(oracle) == 2 and all(e["success"] for e in oracle)
+    assert report["online"]["metrics"]["oracle"]["template_success_rate"] == 1.0
     assert model and all(e["agent"] == sft["policy_version"] and e["parsed_actions"] >= 1 for e in model)
     online = TrajectoryStore(out / "online", create=False)
     assert len(online) == len(report["online"]["episodes"])
