@@ -27,7 +27,6 @@ import signal
 import socket
 import sys
 import time
-import zlib
 from typing import Any
 
 from celery import Celery
@@ -91,36 +90,34 @@ _spec: dict[str, Any] = {}  # set by main() in the worker's main process, read b
 _state: WorkerState | None = None
 
 
+# Device kind -> "module:function" that builds one device's env from the worker's options
+# (``builder(device_id, options, restart) -> Env``). Each env package owns its builder, so a worker image
+# imports only the env of the kind it runs.
+ENV_BUILDERS: dict[str, str] = {
+    "sim": "guiagent.envs.sim.env:build_farm_env",
+    "android": "guiagent.envs.android.adb_env:build_farm_env",
+    "web": "guiagent.envs.web:build_farm_env",
+    "osworld": "guiagent.envs.osworld:build_farm_env",
+}
+
+
 def build_env(kind: str, device_id: str, options: dict[str, Any], restart: int = 0) -> Env:
-    """The env of one device from the worker's command-line options.
+    """The env of one device from the worker's command-line options (``restart`` counts rebuilds).
 
     Raises:
         ConfigError: an unknown kind, or a kind whose env is not in this worker image.
     """
-    if kind == "sim":
-        from guiagent.envs.sim.env import MobileSimEnv
+    import importlib
 
-        env: Env = MobileSimEnv(width=options.get("width", 1080), height=options.get("height", 2400),
-                                step_latency=options.get("step_latency", 0.0), env_id=device_id)
-        faults = options.get("faults") or {}
-        if faults:
-            from guiagent.envs.sim.faults import FaultyEnv
-
-            # A fresh fault sequence per restart, so a restarted device does not crash on the same call again.
-            # Each device its own fault sequence, and a fresh one per restart (a restarted device must not crash
-            # on the same call again).
-            seed = int(faults.get("seed", 0)) + zlib.crc32(device_id.encode()) + 1000 * restart
-            env = FaultyEnv(env, **{**faults, "seed": seed})
-        return env
-    if kind == "android":
-        from guiagent.config import load_config
-        from guiagent.envs.android.adb_env import AndroidEnv
-        from guiagent.envs.android.config import AndroidEnvConfig
-
-        if not options.get("device_config"):
-            raise ConfigError("an android worker needs --device-config (an AndroidEnvConfig YAML file)")
-        return AndroidEnv(load_config(options["device_config"], AndroidEnvConfig))
-    raise ConfigError(f"device kind {kind!r} has no env in this worker yet (known here: sim, android)")
+    target = ENV_BUILDERS.get(kind)
+    if target is None:
+        raise ConfigError(f"unknown device kind {kind!r} (known: {', '.join(sorted(ENV_BUILDERS))})")
+    module, _, name = target.partition(":")
+    try:
+        builder = getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise ConfigError(f"device kind {kind!r} has no env in this worker image ({exc})") from None
+    return builder(device_id, options, restart)
 
 
 @worker_process_init.connect
@@ -367,15 +364,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--faults", default=None,
                         help='sim: injected faults as JSON, e.g. {"crash_rate": 0.01, "hang_rate": 0.01}')
     parser.add_argument("--device-config", default=None, help="android: AndroidEnvConfig YAML file")
+    parser.add_argument("--env-options", default=None,
+                        help="more options of the kind's env builder as a JSON object (see ENV_BUILDERS)")
     parser.add_argument("--loglevel", default="WARNING", help="Celery log level")
     args = parser.parse_args(argv)
     if args.width <= 0 or args.height <= 0:
         parser.error("--width and --height must be positive")
-    if args.faults is not None:
+    for name in ("faults", "env_options"):
+        value = getattr(args, name)
+        if value is None:
+            continue
         try:
-            args.faults = json.loads(args.faults)
+            setattr(args, name, json.loads(value))
         except ValueError as exc:
-            parser.error(f"--faults is not JSON: {exc}")
+            parser.error(f"--{name.replace('_', '-')} is not JSON: {exc}")
+        if not isinstance(getattr(args, name), dict):
+            parser.error(f"--{name.replace('_', '-')} must be a JSON object")
     return args
 
 
@@ -384,8 +388,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     config = FarmConfig.from_env()
     hostname = f"{args.device_id}@{socket.gethostname()}"
-    options = {"width": args.width, "height": args.height, "step_latency": args.step_latency,
-               "faults": args.faults, "device_config": args.device_config}
+    options = {**(args.env_options or {}), "width": args.width, "height": args.height,
+               "step_latency": args.step_latency, "faults": args.faults, "device_config": args.device_config}
     # Fail here, in the foreground, on a device that cannot even be built (the pool process builds its own).
     try:
         build_env(args.kind, args.device_id, options).close()

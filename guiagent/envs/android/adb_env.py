@@ -618,3 +618,12 @@ def load_snapshot_adb_emu(config: AndroidInputConfig, serial: str, name: str) ->
 def _px(point: tuple[float, float] | None) -> tuple[int, int]:
     assert point is not None
     return int(round(point[0])), int(round(point[1]))
+
+
+def build_farm_env(device_id: str, options: dict, restart: int = 0) -> AndroidEnv:
+    """A farm ``android`` worker's device: the :class:`AndroidEnvConfig` YAML file in ``device_config``."""
+    from guiagent.config import load_config
+
+    if not options.get("device_config"):
+        raise ConfigError("an android worker needs --device-config (an AndroidEnvConfig YAML file)")
+    return AndroidEnv(load_config(options["device_config"], AndroidEnvConfig))

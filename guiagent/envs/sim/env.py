@@ -113,3 +113,22 @@ def mobilesim_evaluation(sim: MobileSim):
 def mobilesim_setup(sim: MobileSim):
     """A ``task_setup`` hook for an adb/Appium env driving ``sim``: reset the simulated world to the task."""
     return lambda env, task: sim.reset(task)
+
+
+def build_farm_env(device_id: str, options: dict, restart: int = 0) -> Env:
+    """A farm ``sim`` worker's device from its options (``width``, ``height``, ``step_latency``, ``faults``).
+
+    With ``faults`` the env is wrapped in :class:`~guiagent.envs.sim.faults.FaultyEnv`; each device gets its own
+    fault sequence, and a fresh one per restart (a restarted device must not crash on the same call again).
+    """
+    import zlib
+
+    env: Env = MobileSimEnv(width=options.get("width", 1080), height=options.get("height", 2400),
+                            step_latency=options.get("step_latency", 0.0), env_id=device_id)
+    faults = options.get("faults") or {}
+    if faults:
+        from guiagent.envs.sim.faults import FaultyEnv
+
+        seed = int(faults.get("seed", 0)) + zlib.crc32(device_id.encode()) + 1000 * restart
+        env = FaultyEnv(env, **{**faults, "seed": seed})
+    return env
