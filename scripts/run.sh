@@ -23,7 +23,7 @@ cache="${GUIAGENT_CACHE:-$HOME/.cache/guiagent}"
 python="${PYTHON:-python3}"
 
 # --- system packages -----------------------------------------------------------------------------------
-apt_packages=(adb redis-server iproute2)
+apt_packages=(adb redis-server iproute2 chromium chromium-driver)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -52,7 +52,8 @@ if [ ! -f "$venv/.complete" ]; then
   else
     "$venv/bin/pip" install -q torch==2.14.1 torchvision==0.29.1
   fi
-  "$venv/bin/pip" install -q -e ".[android,dev]"
+  # DS_BUILD_OPS=0: DeepSpeed compiles the ops it needs on first use (cached in TORCH_EXTENSIONS_DIR).
+  DS_BUILD_OPS=0 "$venv/bin/pip" install -q -e ".[android,web,osworld,dev]"
   touch "$venv/.complete"
 fi
 # Point the cached venv at this checkout (cheap; the cache may have been built from another clone).
@@ -62,7 +63,11 @@ export PATH="$venv/bin:$PATH"
 
 case "$job" in
   setup) echo "[setup] done: $venv" ;;
-  demo) exec "$venv/bin/python" -m guiagent.demo "$@" ;;
+  demo)
+    # The policy server's own environment (vLLM's CPU build; built once, cached): part of installing.
+    "$venv/bin/python" -c "from guiagent.policy.serve import vllm_cpu_python; print('[setup] vLLM CPU:', vllm_cpu_python())"
+    exec "$venv/bin/python" -m guiagent.demo "$@"
+    ;;
   test)
     rc=0
     "$venv/bin/python" -m pytest tests "$@" || rc=$?

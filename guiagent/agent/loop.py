@@ -49,7 +49,8 @@ def run_episode(
 
     Returns:
         The trajectory; ``outcome`` is ``env.evaluate(task)``, with status TIMEOUT when the budget ran out
-        on an unfinished task. ``info["end"]`` is ``"terminate"`` or ``"budget"``.
+        on an unfinished task. ``info["end"]`` is ``"terminate"``, ``"budget"``
+        or ``"env"`` (the device ended the episode: :attr:`Env.done`).
 
     Raises:
         DeviceError: the device failed (the caller decides on recovery and retries).
@@ -92,6 +93,9 @@ def run_episode(
             on_step(step)
         if decision.action is not None and decision.action.type is ActionType.TERMINATE and refused is None:
             end = "terminate"
+            break
+        if env.done:  # the device ended the episode (e.g. MiniWoB++'s check or timer)
+            end = "env"
             break
         t3 = time.perf_counter()
         observation = env.observe()

@@ -33,6 +33,12 @@ class Env(ABC):
     env_id: str
     answer: str | None = None
 
+    @property
+    def done(self) -> bool:
+        """True once the device itself ended the episode (MiniWoB++'s own check or timer); the agent loop then
+        stops and evaluates. Devices without such an end (phones, VMs) are never done."""
+        return False
+
     @abstractmethod
     def reset(self, task: Task | None = None) -> Observation:
         """Bring the device to the task's initial state (snapshot load, app reset) and observe it.

@@ -1,7 +1,8 @@
-"""The local farm: ``guiagent farm up --local --sim N`` on one machine, no Docker.
+"""The local farm: ``guiagent farm up --local --sim N --web M`` on one machine, no Docker.
 
-It starts Debian's ``redis-server`` (loopback only, a random password, no persistence) and N device workers
-with MobileSim devices, and writes what it started (PIDs, the broker URL with its password) to
+It starts Debian's ``redis-server`` (loopback only, a random password, no persistence), N device workers
+with MobileSim devices and M with MiniWoB++ browsers (headless Debian Chromium), and writes what it started
+(PIDs, the broker URL with its password) to
 ``DIR/farm.json`` (mode 600). ``guiagent farm status`` reads that file; ``guiagent farm down`` stops exactly
 the processes it lists. Tests use :class:`LocalFarm` as a context manager, which stops everything on exit,
 also when the body fails.
@@ -105,11 +106,14 @@ def worker_command(kind: str, device_id: str, **options: Any) -> list[str]:
 
 
 class LocalFarm:
-    """Redis and N MobileSim device workers on this machine.
+    """Redis, N MobileSim and M MiniWoB++ (``web``) device workers on this machine.
 
     Args:
         directory: Where the state file, logs and (by default) the trajectory store go.
         sims: Number of MobileSim device workers.
+        webs: Number of MiniWoB++ device workers, one headless Chromium each (about two per two cores).
+        web_options: The web workers' env options (``--env-options``: ``reward``, ``episode_seconds``, ...;
+            see :func:`guiagent.envs.web.build_farm_env`).
         config: Farm settings; its broker URL is replaced by the local Redis's. Its ``store_url`` defaults
             to ``DIR/trajectories``.
         bind: The address Redis listens on (another host's workers reach the broker there).
@@ -117,10 +121,13 @@ class LocalFarm:
     """
 
     def __init__(self, directory: str | os.PathLike, sims: int = 2, config: FarmConfig | None = None,
-                 bind: str = "127.0.0.1", **worker_options: Any):
+                 bind: str = "127.0.0.1", webs: int = 0, web_options: dict[str, Any] | None = None,
+                 **worker_options: Any):
         self.directory = Path(directory)
         self.bind = bind
         self.sims = sims
+        self.webs = webs
+        self.web_options = web_options or {}
         self.base = config or FarmConfig(store_url=str(self.directory / "trajectories"))
         self.worker_options = worker_options
         self.redis: subprocess.Popen | None = None
@@ -134,8 +141,10 @@ class LocalFarm:
         self.config = self.base.model_copy(update={"broker_url": url, "result_backend": url.rsplit("/", 1)[0] + "/1"})
         for i in range(self.sims):
             self.add_worker("sim", f"sim-{i}", **self.worker_options)
+        for i in range(self.webs):
+            self.add_worker("web", f"web-{i}", env_options=self.web_options or None)
         self.write_state()
-        self.wait_ready(self.sims, ready_timeout)
+        self.wait_ready(self.sims + self.webs, ready_timeout)
         return self.config
 
     def add_worker(self, kind: str, device_id: str, env: dict[str, str] | None = None,

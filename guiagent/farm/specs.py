@@ -16,7 +16,8 @@ class AgentSpec:
     """Which agent a worker builds for an episode.
 
     Attributes:
-        kind: ``"policy"`` (a served policy over the OpenAI API), ``"oracle"`` (the MobileSim expert),
+        kind: ``"policy"`` (a served policy over the OpenAI API), ``"oracle"`` (the device kind's scripted
+            expert: MobileSim's planner on ``sim``, the DOM-reading MiniWoB++ expert on ``web``),
             ``"random"`` (uniform random actions; ``seed``), for tests and load runs.
         url: The policy server's base URL (``policy``).
         model: The served model or LoRA adapter name (``policy``).

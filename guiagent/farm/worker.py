@@ -79,10 +79,18 @@ class WorkerState:
             log.warning("could not publish the status of %s", self.hostname, exc_info=True)
         self.published = time.monotonic()
 
-    def progress(self, step: int) -> None:
-        """Note the episode's step; write it when the last write is ``PROGRESS_INTERVAL`` seconds old."""
-        self.device.counters["step"] = step
-        if time.monotonic() - self.published >= PROGRESS_INTERVAL:
+    def progress(self, step: Any, episode_id: str) -> None:
+        """Note the episode's step; write it, with the step's screen, when the last write is
+        ``PROGRESS_INTERVAL`` seconds old (dashboards show the screen; the store names the image as the
+        episode's own record will, so it is written once)."""
+        self.device.counters["step"] = step.index + 1
+        if time.monotonic() - self.published < PROGRESS_INTERVAL:
+            return
+        screen = step.observation.screenshot
+        try:
+            self.publish(screenshot=self.store.put_image(episode_id, step.index, screen) if screen else None)
+        except (OSError, ValueError):  # the dashboard's screen is best effort, like the status itself
+            log.warning("could not store the live screen of %s", self.hostname, exc_info=True)
             self.publish()
 
 
@@ -153,8 +161,13 @@ def _die_with_parent() -> None:
 
 
 def build_agent(spec: AgentSpec):
-    """The agent an :class:`AgentSpec` names (a policy agent talks to the policy server over HTTP)."""
+    """The agent an :class:`AgentSpec` names (a policy agent talks to the policy server over HTTP). The oracle
+    is the kind's expert: MobileSim's planner on ``sim`` devices, the DOM-reading MiniWoB++ expert on ``web``."""
     if spec.kind == "oracle":
+        if _state is not None and _state.kind == "web":
+            from guiagent.agent.web import MiniWoBDomAgent
+
+            return MiniWoBDomAgent()
         return OracleAgent()
     if spec.kind == "random":
         return RandomAgent(seed=spec.seed)
@@ -222,7 +235,7 @@ def run_farm_episode(task: Any, payload: dict) -> dict:
         trajectory = run_episode(
             state.device.env, spec.task, agent, max_steps=spec.max_steps, episode_id=spec.episode_id,
             policy_version=spec.policy_version, require_done=spec.require_done,
-            on_step=lambda step: state.progress(step.index + 1))
+            on_step=lambda step: state.progress(step, spec.episode_id))
     except DeviceError as exc:
         state.device.failed(exc)
         if not state.device.recover():
