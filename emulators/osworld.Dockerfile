@@ -12,10 +12,15 @@ ARG OSWORLD_BASE_IMAGE=happysixd/osworld-docker:latest
 FROM ${OSWORLD_BASE_IMAGE}
 ARG GUIAGENT_UID=1300
 ARG GUIAGENT_GID=1301
-# `osworld`: the extra that will carry OSWorld's own evaluator package (desktop-env); until pyproject has
-# it, pip only warns that guiagent does not provide it.
+# `osworld`: the extra of the OSWorld parts (the test VM: fastapi, uvicorn, python-multipart); until
+# pyproject has it, pip only warns that guiagent does not provide it.
 ARG GUIAGENT_EXTRAS=android,osworld
 ARG EXTRA_PIP_PACKAGES=s3fs
+# OSWorld's own package (PyPI desktop-env), whose evaluators judge the tasks. It pins old torch, transformers
+# and Pillow and imports torch through its OCR metrics, so it gets a venv of its own (/opt/osworld, with
+# guiagent beside it, no deps) and the worker runs the judge there (GUIAGENT_OSWORLD_PYTHON;
+# guiagent.envs.osworld.evaluation), never importing it. Pinned: a benchmark's checker must not drift.
+ARG OSWORLD_EVAL_PACKAGES="desktop-env==1.0.2 httpx"
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 ENV PIP_NO_CACHE_DIR=1 \
@@ -36,8 +41,10 @@ COPY pyproject.toml README.md ./
 RUN mkdir guiagent && touch guiagent/__init__.py \
  && /opt/guiagent/bin/pip install ".[${GUIAGENT_EXTRAS}]" ${EXTRA_PIP_PACKAGES} \
  && rm -rf guiagent build *.egg-info
+RUN python3 -m venv /opt/osworld && /opt/osworld/bin/pip install ${OSWORLD_EVAL_PACKAGES}
 COPY guiagent ./guiagent
-RUN /opt/guiagent/bin/pip install --no-deps --force-reinstall . && rm -rf build *.egg-info
+RUN /opt/guiagent/bin/pip install --no-deps --force-reinstall . \
+ && /opt/osworld/bin/pip install --no-deps --force-reinstall . && rm -rf build *.egg-info
 
 COPY emulators/scripts/guiagent-worker emulators/scripts/guiagent-healthcheck /usr/local/bin/
 COPY emulators/scripts/osworld-entrypoint.sh /usr/local/bin/guiagent-osworld-entrypoint
@@ -45,6 +52,7 @@ RUN chmod 0755 /usr/local/bin/guiagent-worker /usr/local/bin/guiagent-healthchec
       /usr/local/bin/guiagent-osworld-entrypoint
 
 ENV GUIAGENT_PYTHON=/opt/guiagent/bin/python \
+    GUIAGENT_OSWORLD_PYTHON=/opt/osworld/bin/python \
     GUIAGENT_UID=${GUIAGENT_UID} \
     GUIAGENT_GID=${GUIAGENT_GID} \
     GUIAGENT_STORE_URL=/data/trajectories \

@@ -69,6 +69,36 @@ until url=$(probe "${candidates[@]}") && [[ -n "$url" ]]; do
 done
 log "VM server at $url"
 export GUIAGENT_OSWORLD_URL=$url
+
+# The VM's QEMU monitor (HMP): the worker pauses the guest while the model thinks and resets it by snapshot
+# through it. GUIAGENT_OSWORLD_MONITOR names it; else OSWORLD_MONITOR_PROBE (default 127.0.0.1:7100, where
+# the qemux-based image's entry script puts its telnet monitor) is used when a QEMU monitor answers there.
+if [[ -z "${GUIAGENT_OSWORLD_MONITOR:-}" ]]; then
+  monitor=$("$py" - "${OSWORLD_MONITOR_PROBE:-127.0.0.1:7100}" <<'PY'
+import socket, sys
+host, _, port = sys.argv[1].rpartition(":")
+try:
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.settimeout(5)
+        banner = b""
+        while b"(qemu)" not in banner and len(banner) < 4096:  # telnet negotiation bytes may come first
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            banner += chunk
+        if b"QEMU" in banner:
+            print(sys.argv[1])
+except (OSError, ValueError):
+    pass
+PY
+  ) || monitor=
+  if [[ -n "$monitor" ]]; then
+    export GUIAGENT_OSWORLD_MONITOR=$monitor
+    log "QEMU monitor at $monitor"
+  else
+    log "no QEMU monitor found: the worker will neither pause the VM nor reset it by snapshot"
+  fi
+fi
 run_dir=${GUIAGENT_RUN_DIR:-/run/guiagent}
 mkdir -p "$run_dir"
 printf '%s\n' "$url" > "$run_dir/osworld_url"

@@ -621,9 +621,22 @@ def _px(point: tuple[float, float] | None) -> tuple[int, int]:
 
 
 def build_farm_env(device_id: str, options: dict, restart: int = 0) -> AndroidEnv:
-    """A farm ``android`` worker's device: the :class:`AndroidEnvConfig` YAML file in ``device_config``."""
+    """A farm ``android`` worker's device: the :class:`AndroidEnvConfig` YAML file in ``device_config``.
+
+    With ``--env-options '{"androidworld": true}'`` (and optionally ``"androidworld_family"``,
+    ``"androidworld_python"``) its tasks are AndroidWorld's, set up and judged by android_world's own code on
+    this emulator (:func:`guiagent.envs.androidworld.worker_tasks`).
+    """
     from guiagent.config import load_config
 
     if not options.get("device_config"):
         raise ConfigError("an android worker needs --device-config (an AndroidEnvConfig YAML file)")
-    return AndroidEnv(load_config(options["device_config"], AndroidEnvConfig))
+    config = load_config(options["device_config"], AndroidEnvConfig)
+    if not options.get("androidworld"):
+        return AndroidEnv(config)
+    from guiagent.envs import androidworld
+
+    tasks = androidworld.worker_tasks(config.serial, config.adb_path, config.grpc_endpoint,
+                                      options.get("androidworld_family", androidworld.FAMILY),
+                                      options.get("androidworld_python"))
+    return AndroidEnv(config, task_setup=tasks.setup, task_evaluation=tasks.evaluate)
