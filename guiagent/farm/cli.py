@@ -23,10 +23,12 @@ def _fail(message: str, code: int = 1) -> None:
 def up(
     local: bool = typer.Option(False, "--local", help="Start Redis and the workers on this machine."),
     sim: int = typer.Option(2, "--sim", min=0, max=512, help="MobileSim device workers to start."),
+    web: int = typer.Option(0, "--web", min=0, max=64,
+                            help="MiniWoB++ device workers to start (headless Chromium each; ~2 per 2 cores)."),
     step_latency: float = typer.Option(0.0, "--step-latency", min=0.0, help="Seconds each simulated input takes."),
     directory: Path = _DIR,
 ) -> None:
-    """Start a local farm (redis-server + N MobileSim workers) and return; `farm down` stops it.
+    """Start a local farm (redis-server + N MobileSim and M MiniWoB++ workers) and return; `farm down` stops it.
 
     On GPU/KVM hosts the farm runs from docker-compose.yml instead (see emulators/README.md).
     """
@@ -38,13 +40,14 @@ def up(
     if (directory / STATE_FILE).exists():
         _fail(f"a farm already runs from {directory} ({directory / STATE_FILE}); 'guiagent farm down --dir "
               f"{directory}' first")
-    farm = LocalFarm(directory, sims=sim, step_latency=step_latency or None)
+    farm = LocalFarm(directory, sims=sim, webs=web, step_latency=step_latency or None)
     try:
         config = farm.start()
     except GuiAgentError as exc:
         farm.stop()
         _fail(str(exc))
-    typer.echo(f"farm up: {sim} MobileSim workers, broker {config.broker_url.split('@')[-1]} (password in "
+    typer.echo(f"farm up: {sim} MobileSim and {web} MiniWoB++ workers, broker "
+               f"{config.broker_url.split('@')[-1]} (password in "
                f"{directory / STATE_FILE}), store {config.store_url}")
     typer.echo(f"flower:  GUIAGENT_FARM_CONFIG=\"$(jq -c .config {directory / STATE_FILE})\" "
                "celery -A guiagent.farm.app:app flower --address=127.0.0.1")
@@ -106,3 +109,21 @@ def worker(
     from guiagent.farm.worker import main
 
     main(["--kind", kind, "--device-id", device_id, *(extra or [])])
+
+
+@app.command("dashboard")
+def dashboard(
+    directory: Path = _DIR,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback unless told otherwise)."),
+    port: int = typer.Option(8001, "--port", min=1, max=65535, help="Port to listen on."),
+    interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between updates of the page."),
+) -> None:
+    """A live page of the farm: each device's latest screen, health, task, step, throughput and errors."""
+    from guiagent.errors import GuiAgentError
+    from guiagent.ui.dashboard import serve_dashboard
+
+    typer.echo(f"farm dashboard: http://{host}:{port}/  (Ctrl-C stops it)")
+    try:
+        serve_dashboard(directory, host=host, port=port, interval=interval)
+    except GuiAgentError as exc:
+        _fail(str(exc))
