@@ -19,6 +19,8 @@ from guiagent.farm.cli import app as farm_app
 from guiagent.policy.cli import app as policy_app
 from guiagent.policy.cli import serve as serve_command
 from guiagent.rewards.cli import app as rewards_app
+from guiagent.trainer.cli import train_command
+from guiagent.ui.cli import view as view_command
 
 app = typer.Typer(
     name="guiagent",
@@ -38,6 +40,8 @@ app.add_typer(data_app, name="data")
 app.add_typer(rewards_app, name="rewards")
 app.add_typer(sim_app, name="sim")
 app.add_typer(farm_app, name="farm")
+app.command("train")(train_command)
+app.command("view")(view_command)
 
 
 def _version(value: bool) -> None:

@@ -28,8 +28,16 @@ from guiagent.envs.android.config import AndroidEnvConfig, AppiumEnvConfig
 from guiagent.farm.config import FarmConfig
 from guiagent.policy.prompts import PromptConfig
 from guiagent.policy.serve import ServerConfig
+from guiagent.policy.sync import SyncConfig
 from guiagent.rewards.registry import RewardConfig
+from guiagent.rollout.grounding import GroundingConfig
+from guiagent.rollout.hierarchical import HierarchicalConfig
+from guiagent.rollout.online import OnlineConfig
 from guiagent.rollout.semi_online import SemiOnlineConfig
+from guiagent.trainer.config import DataConfig, EvaluationConfig, OptimizerConfig, SftConfig, TrainerConfig
+
+# Sections whose prompt takes the top-level action space when it names none.
+PROMPT_SECTIONS = ("semi_online", "hierarchical", "grounding")
 
 
 class GuiAgentConfig(StrictModel):
@@ -53,6 +61,16 @@ class GuiAgentConfig(StrictModel):
     android: AndroidEnvConfig | None = Field(None, description="An Android device driven over adb.")
     appium: AppiumEnvConfig | None = Field(None, description="An Android device driven through Appium.")
     farm: FarmConfig | None = Field(None, description="The environment farm: broker, trajectory store, episode limits.")
+    online: OnlineConfig = Field(default_factory=OnlineConfig, description="Online GRPO groups on the farm.")
+    hierarchical: HierarchicalConfig = Field(
+        default_factory=HierarchicalConfig, description="Hi-Agent hierarchical rollouts (arXiv 2510.14388).")
+    grounding: GroundingConfig = Field(default_factory=GroundingConfig, description="Grounding GRPO rollouts.")
+    trainer: TrainerConfig | None = Field(None, description="The training run (`guiagent train`).")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="AdamW and its schedule.")
+    sft: SftConfig = Field(default_factory=SftConfig, description="SFT warm-up before RL.")
+    data: DataConfig | None = Field(None, description="Expert data and online training tasks.")
+    evaluation: EvaluationConfig | None = Field(None, description="Held-out evaluation during training.")
+    sync: SyncConfig = Field(default_factory=SyncConfig, description="How the served policy gets new weights.")
 
     @model_validator(mode="before")
     @classmethod
@@ -62,9 +80,10 @@ class GuiAgentConfig(StrictModel):
             return data
         data = dict(data)
         data["prompt"] = _with_actions(data.get("prompt"), data["actions"])
-        semi = data.get("semi_online", {})
-        if isinstance(semi, dict):
-            data["semi_online"] = {**semi, "prompt": _with_actions(semi.get("prompt"), data["actions"])}
+        for name in PROMPT_SECTIONS:
+            section = data.get(name, {})
+            if isinstance(section, dict):
+                data[name] = {**section, "prompt": _with_actions(section.get("prompt"), data["actions"])}
         return data
 
     @model_validator(mode="before")
@@ -90,10 +109,8 @@ class GuiAgentConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_action_space(self) -> GuiAgentConfig:
-        sections = (
-            ("prompt.actions", self.prompt.actions),
-            ("semi_online.prompt.actions", self.semi_online.prompt.actions),
-        )
+        sections = [("prompt.actions", self.prompt.actions)] + [
+            (f"{name}.prompt.actions", getattr(self, name).prompt.actions) for name in PROMPT_SECTIONS]
         for path, actions in sections:
             if actions != self.actions:
                 raise ValueError(

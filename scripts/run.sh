@@ -60,6 +60,9 @@ fi
 "$venv/bin/pip" install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1
 ln -sfn "$venv" .venv
 export PATH="$venv/bin:$PATH"
+# Idle OpenMP threads sleep instead of spinning: the main job and the tests run several torch processes
+# (trainer, vLLM, workers) on a few cores, where spinning threads slowed every pass many times over.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 
 case "$job" in
   setup) echo "[setup] done: $venv" ;;

@@ -13,6 +13,10 @@ import subprocess
 
 import pytest
 
+# Idle OpenMP threads sleep instead of spinning: with several torch processes on 2 cores (trainer, vLLM,
+# workers, parallel tests) spinning threads made forward/backward passes 20-40x slower. Set before torch
+# is imported here or in any subprocess the tests start.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 def _has_gpu() -> bool:
     try:

@@ -294,6 +294,7 @@ def test_tiny_model_writes_subgoals_and_actions_on_simulator_expert_screens(tiny
     from guiagent.policy.prompts import high_level_messages
     from guiagent.rollout.hierarchical import previous_action_lines
     from guiagent.trainer.batching import TrainingSample
+    from guiagent.trainer.engine import TorchEngine, lr_schedule
     from guiagent.trainer.sft import sft_warmup
 
     (expert,) = TrajectoryStore(expert_store).iter_trajectories()
@@ -306,7 +307,8 @@ def test_tiny_model_writes_subgoals_and_actions_on_simulator_expert_screens(tiny
                                            previous_action_lines(expert.steps[:t], prompt), prompt), tuple(target))
         for t, step in enumerate(expert.steps)
     ]
-    sft_warmup(policy.model, policy.processor, warmup, steps=40, lr=5e-3, batch_size=3)
+    sft_warmup(TorchEngine(policy.model, lr=5e-3, schedule=lr_schedule("linear", 40)), policy.processor, warmup,
+               steps=40, batch_size=3)
     policy.model.eval()
 
     config = HierarchicalConfig(prompt=prompt, n_subgoals=2, n_actions=2, high_max_tokens=len(target) + 8,
@@ -334,11 +336,8 @@ def test_tiny_model_writes_subgoals_and_actions_on_simulator_expert_screens(tiny
     assert len(advantages) == len(samples) and bool(advantages.isfinite().all())
     # Both levels train in one update: the trainer rebuilds each row's planner or executor prompt
     # (policy.prompts.step_messages) and its log-probs are the ones the rollout sampled with.
-    import torch
-
     from guiagent.trainer.update import policy_gradient_step
 
-    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=1e-4)
-    metrics = policy_gradient_step(policy.model, optimizer, groups, advantages, processor=policy.processor,
-                                   prompt=prompt, image_root=expert_store)
+    metrics = policy_gradient_step(TorchEngine(policy.model, lr=1e-4), groups, advantages,
+                                   processor=policy.processor, prompt=prompt, image_root=expert_store)
     assert metrics["samples"] == len(samples) and metrics["max_abs_logprob_diff"] < 1e-3

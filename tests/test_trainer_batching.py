@@ -69,8 +69,10 @@ def test_response_logprobs_equal_the_rollouts_recorded_logprobs(policy, prompts)
     with torch.no_grad():
         # Reverse the order: a row's log-probs must not depend on its neighbours or its padding.
         batch = collate(policy.processor, samples[::-1])
-        logprobs = response_logprobs(policy.model, batch)[torch.tensor([1, 0])]
+        logprobs, entropy = response_logprobs(policy.model, batch)
+        logprobs = logprobs[torch.tensor([1, 0])]
         mask = batch.response_mask[torch.tensor([1, 0])]
+    assert entropy is None  # computed only when asked for
     for row, g in enumerate(generations):
         n = len(g.token_ids)
         assert mask[row].sum() == n

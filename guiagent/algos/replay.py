@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,8 +152,10 @@ class ReplayBuffer:
         trajs[index], rews[index] = newest.trajectory, newest.reward
         return Injection(tuple(trajs), tuple(rews), replaced=index)
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON-compatible state for a checkpoint (settings, stored successes, counters)."""
+    def to_json(self, transform: Callable[[Trajectory], Trajectory] | None = None) -> dict[str, Any]:
+        """JSON-compatible state for a checkpoint (settings, stored successes, counters); ``transform`` is
+        applied to each stored trajectory first (e.g. to refer to screenshots by store path only)."""
+        transform = transform or (lambda trajectory: trajectory)
         return {
             "version": _JSON_VERSION,
             "capacity": self.capacity,
@@ -163,7 +165,7 @@ class ReplayBuffer:
             "enabled": self.enabled,
             "injections": self.injections,
             "tasks": {
-                task: [{"reward": e.reward, "trajectory": e.trajectory.to_json()} for e in queue]
+                task: [{"reward": e.reward, "trajectory": transform(e.trajectory).to_json()} for e in queue]
                 for task, queue in self._tasks.items()
             },
         }

@@ -28,7 +28,7 @@ import httpx
 from pydantic import Field
 
 from guiagent.config import StrictModel
-from guiagent.errors import GuiAgentError, WeightSyncError
+from guiagent.errors import ConfigError, GuiAgentError, WeightSyncError
 from guiagent.policy.client import VLLMClient
 
 # In-memory (transformers 5) prefix -> checkpoint prefix. Order matters: the most specific first.
@@ -276,7 +276,8 @@ class NcclSync:
 class SyncConfig(StrictModel):
     """Which weight-sync backend the trainer uses and where it puts files."""
 
-    backend: Literal["lora", "reload", "nccl"] = Field("lora", description="How new weights reach the server.")
+    backend: Literal["local", "lora", "reload", "nccl"] = Field(
+        "lora", description="How new weights reach the server; local: no server, the trainer's own model samples.")
     directory: str = Field("runs/sync", description="lora/reload: where adapters or weights are saved (server-readable).")
     prefix: str = Field("policy", description="lora: adapters are served as '<prefix>-v<version>'.")
     keep: int = Field(2, ge=1, description="Versions kept loaded (lora) or on disk (reload).")
@@ -287,6 +288,8 @@ class SyncConfig(StrictModel):
 
 def make_weight_sync(config: SyncConfig, client: VLLMClient) -> WeightSync:
     """The backend ``config.backend`` names, talking to the server behind ``client``."""
+    if config.backend == "local":
+        raise ConfigError("sync backend local has no server to push to (the trainer's model samples in-process)")
     if config.backend == "lora":
         return LoraSync(client, config.directory, prefix=config.prefix, keep=config.keep)
     if config.backend == "reload":

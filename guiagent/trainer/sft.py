@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from guiagent.errors import DataError
-from guiagent.trainer.batching import TrainingSample, collate, encode_sample, response_logprobs
+from guiagent.trainer.batching import TrainingSample, encode_sample, micro_batch_logprobs, plan_micro_batches
 from guiagent.types import Trajectory
 
 
@@ -64,35 +64,32 @@ def expert_samples(
 
 
 def sft_warmup(
-    model: Any,
+    engine: Any,
     processor: Any,
     samples: Sequence[TrainingSample],
     steps: int,
-    lr: float = 1e-3,
     batch_size: int = 4,
     seed: int = 0,
-    max_grad_norm: float = 1.0,
-    weight_decay: float = 0.0,
-    schedule: Literal["linear", "constant"] = "linear",
+    micro_batch_size: int | None = None,
 ) -> dict[str, Any]:
-    """Teacher-forced cross-entropy on the response tokens, AdamW, gradient clipping.
+    """Teacher-forced cross-entropy on the response tokens, one ``engine.step`` per batch.
 
-    Batches are drawn epoch by epoch from a seeded permutation, so the same seed, model and samples give the
-    same losses. The model is left in the mode (train/eval) it came in.
+    Batches are drawn epoch by epoch from a seeded permutation, so the same seed, model, engine settings and
+    samples give the same losses. Each batch runs in micro-batches (length buckets, shared prompt prefixes:
+    :func:`~guiagent.trainer.batching.plan_micro_batches`), each micro-batch's summed cross-entropy divided by
+    the batch's token count, so the accumulated gradient is the batch's token-mean. The model is left in the
+    mode (train/eval) it came in.
 
     Args:
-        model: The policy model; every parameter with ``requires_grad`` is trained.
-        processor: Its processor.
+        engine: A training engine (:class:`guiagent.trainer.engine.TorchEngine` or the DeepSpeed one) whose
+            ``module`` is the policy; its optimizer, learning-rate schedule (e.g. ``lr_schedule("linear",
+            steps)``, the usual fine-tuning decay) and gradient clip apply.
+        processor: The policy's processor.
         samples: The training set (:func:`expert_samples`).
         steps: Optimizer steps.
-        lr: AdamW peak learning rate.
         batch_size: Samples per step.
         seed: Seeds the batch order and torch's RNG (dropout, if any).
-        max_grad_norm: Global gradient-norm clip.
-        weight_decay: AdamW weight decay.
-        schedule: ``"linear"`` decays the learning rate linearly from ``lr`` to 0 over ``steps`` (the usual
-            fine-tuning schedule; the last steps then settle instead of bouncing on a tiny set), or
-            ``"constant"``.
+        micro_batch_size: Samples per forward/backward; None: the whole batch at once.
 
     Returns:
         ``losses`` (per step, token-mean cross-entropy), ``loss_start`` / ``loss_end`` (means of the first and
@@ -106,12 +103,7 @@ def sft_warmup(
         raise DataError("SFT warm-up needs at least one sample")
     start = time.perf_counter()
     encoded = [encode_sample(processor, s) for s in samples]  # prompt encoding is the same every epoch
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    if schedule not in ("linear", "constant"):
-        raise ValueError(f"schedule must be 'linear' or 'constant', got {schedule!r}")
-    decay = (lambda step: 1.0 - step / steps) if schedule == "linear" else (lambda step: 1.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
+    model = engine.module
     order = torch.Generator().manual_seed(seed)
     queue: list[int] = []
     losses, tokens, grad_norm = [], 0, 0.0
@@ -124,17 +116,18 @@ def sft_warmup(
                 if len(queue) < batch_size:
                     queue += torch.randperm(len(encoded), generator=order).tolist()
                 rows, queue = queue[:batch_size], queue[batch_size:]
-                batch = collate(processor, [encoded[i] for i in rows])
-                logprobs = response_logprobs(model, batch)
-                mask = batch.response_mask
-                loss = -(logprobs * mask).sum() / mask.sum()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
-                optimizer.step()
-                scheduler.step()
-                losses.append(float(loss.detach()))
-                tokens += int(mask.sum())
+                batch = [encoded[i] for i in rows]
+                batch_tokens = sum(len(e.response_ids) for e in batch)
+                loss = 0.0
+                plan = plan_micro_batches(batch, micro_batch_size or batch_size)
+                for k, micro in enumerate(plan):
+                    logprobs, _, mask = micro_batch_logprobs(model, processor, batch, micro)
+                    micro_loss = -(logprobs * mask).sum() / batch_tokens
+                    engine.backward(micro_loss, last=k == len(plan) - 1)
+                    loss += float(micro_loss.detach())
+                grad_norm = engine.step()["grad_norm"]
+                losses.append(loss)
+                tokens += batch_tokens
     finally:
         model.train(was_training)
     window = max(1, min(10, steps))
