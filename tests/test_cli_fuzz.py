@@ -44,7 +44,7 @@ from guiagent.cli import app
 
 TRACEBACK = "Traceback (most recent call last)"
 BOUND_S = 20.0  # an in-process run still going after this long is a hang
-SERVERS = {"sim adbd", "serve", "farm worker"}  # run until interrupted
+SERVERS = {"sim adbd", "serve", "farm worker", "view", "farm dashboard"}  # run until interrupted
 SERVER_RUN_S = 2.5  # a server still running after this long is serving; it is then stopped
 LEAVES_PROCESSES = {"farm up"}  # starts daemons and returns (`farm down` stops them)
 # Values that start programs, build environments or load the machine: never random.
