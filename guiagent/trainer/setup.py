@@ -307,8 +307,9 @@ def setup_run(config: Any, run_dir: Path, *, resume: bool, stack: contextlib.Exi
         if client is None:
             raise ConfigError("online rollouts are played by a served policy: set sync.backend to lora, reload "
                               "or nccl (a vLLM server), not local")
-        sampling = SamplingParams(max_tokens=trainer.max_tokens, temperature=trainer.temperature,
-                                  seed=config.seed * 1_000_003 + version_number_of(version))
+        # Unseeded: vLLM seeds each request, and the G members of a group send the same prompts, so a shared
+        # seed would play the same episode G times (no spread in the group, no advantage).
+        sampling = SamplingParams(max_tokens=trainer.max_tokens, temperature=trainer.temperature)
         return policy_agent_spec(client.base_url, served["name"], prompt, sampling, [SCREEN])
 
     source = make_source(config, experts, root, store, farm_client, agent_spec, buffer, engine, processor, prompt)
