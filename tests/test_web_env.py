@@ -142,7 +142,8 @@ def test_the_dom_expert_solves_a_drag_and_a_multi_step_form(env):
     for task in miniwob_tasks(["drag-box", "login-user"], [11]):
         trajectory = run_episode(env, task, MiniWoBDomAgent())
         assert trajectory.outcome.success and trajectory.outcome.reward == 1.0, trajectory.outcome
-        assert trajectory.info["end"] == "terminate"
+        # MiniWoB++ ends the episode itself once its check holds: the loop stops there (Env.done).
+        assert trajectory.info["end"] == "env"
 
 
 def test_a_dead_browser_is_a_lost_device():
