@@ -74,6 +74,12 @@ def test_train_writes_a_complete_run_directory(tiny_qwen25vl, tmp_path):
     AutoModelForImageTextToText.from_pretrained(run / "checkpoints" / "step-000004" / "model")
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert (run / "plots" / "phase_times.png").exists() and (run / "plots" / "sft_loss.png").exists()
+    # Every sampled rollout is in the run's store with its advantages, beside the evaluation episodes.
+    from guiagent.data.store import TrajectoryStore
+
+    rollouts = [t for t in TrajectoryStore(run / "store", create=False) if t.info.get("rollout") == "semi_online"]
+    assert len(rollouts) == sum(r["trajectories"] for r in rows)
+    assert all(s.advantage is not None for t in rollouts for s in t.steps)
     assert "held-out success" in done.stdout
 
 

@@ -33,6 +33,7 @@ class RolloutBatch:
         metrics: Rollout metrics (mean reward, success, episodes, dropped groups, ...).
         stale: Per group, the members sampled by an older policy (ARPO replay), whose log-probs were recomputed.
         demonstrations: For SFT (:class:`ExpertSource`): expert trajectories to imitate instead of groups.
+        recorded: The groups are in the run's trajectory store already (the farm's workers wrote them).
     """
 
     groups: list[list[Trajectory]]
@@ -40,6 +41,7 @@ class RolloutBatch:
     metrics: dict[str, float] = field(default_factory=dict)
     stale: list[tuple[int, ...]] = field(default_factory=list)
     demonstrations: list[Trajectory] | None = None
+    recorded: bool = False
 
 
 def epoch_order(n: int, count: int, step: int, seed: int) -> list[int]:
@@ -164,7 +166,7 @@ class OnlineSource:
         info = summary(batch)
         metrics = {**batch_metrics(batch.groups), "rounds": float(info["rounds"]),
                    "injected": float(info["injected"]), "dropped_groups": float(len(info["dropped"]))}
-        return RolloutBatch(batch.groups, self.store.url, metrics, stale=list(batch.stale))
+        return RolloutBatch(batch.groups, self.store.url, metrics, stale=list(batch.stale), recorded=True)
 
 
 __all__ = ["ExpertSource", "OfflineSource", "OnlineSource", "RolloutBatch", "batch_metrics", "epoch_order"]

@@ -100,6 +100,7 @@ class Trainer:
         from guiagent.algos import AdvantageBatch, get_advantage
         from guiagent.algos.anchors import anchor_ids
         from guiagent.algos.filters import dynamic_sampling_mask
+        from guiagent.rollout.recording import record_groups
         from guiagent.trainer.update import policy_gradient_step
 
         run, trainer, algo = self.run, self.run.config.trainer, self.run.config.algo
@@ -115,6 +116,9 @@ class Trainer:
             if algo.dynamic_sampling_eta is not None:
                 advantages = advantages * dynamic_sampling_mask(rows, eta=algo.dynamic_sampling_eta)
             metrics["nonzero_advantages"] = int((advantages != 0).sum())
+            if not batch.recorded:  # into the run's store, advantages on their steps (guiagent view RUN)
+                record_groups(run.store, batch.groups, advantages=advantages, prompt=run.prompt,
+                              image_root=batch.image_root, rollout=trainer.rollout)
         if trainer.drop_zero_advantage and not metrics["nonzero_advantages"]:
             metrics["skipped_update"] = 1  # no learning signal: the weights stay as they are
             return metrics

@@ -45,6 +45,7 @@ class Run:
     evaluation: Any
     log: Any
     progress: Callable[..., Callable[[int, dict], None]]
+    store: Any = None  # RUN/store: rollouts and evaluation episodes
     start_step: int = 0
     ref_model: Any = None
     buffer: Any = None
@@ -335,7 +336,7 @@ def setup_run(config: Any, run_dir: Path, *, resume: bool, stack: contextlib.Exi
     stack.callback(log.close)
     run = Run(config=config, run_dir=run_dir, model=engine.module, processor=processor, engine=engine, prompt=prompt,
               source=source, sampler=sampler, sync=sync, eval_policy=eval_policy, evaluation=evaluation, log=log,
-              progress=progress_bar(echo), start_step=start_step, ref_model=ref_model, buffer=buffer, setup_info=info)
+              progress=progress_bar(echo), store=store, start_step=start_step, ref_model=ref_model, buffer=buffer, setup_info=info)
     if checkpoint is None:
         if evaluation is not None and evaluation_config.before:
             echo("[train] held-out evaluation before RL ...")
