@@ -46,19 +46,15 @@ class HeldOutEvaluation:
         self.play = play or self._play_in_process
 
     def _play_in_process(self, tasks: Sequence[Task], policy: Any, policy_version: str, prefix: str) -> list[Trajectory]:
-        from guiagent.agent import PolicyAgent, run_episode
+        from guiagent.agent import PolicyAgent
         from guiagent.envs.sim.env import MobileSimEnv
+        from guiagent.eval.online import run_online
         from guiagent.policy.base import SamplingParams
 
-        env = MobileSimEnv(env_id="heldout")
         agent = PolicyAgent(policy, self.prompt, SamplingParams(max_tokens=self.max_tokens, greedy=True,
                                                                 temperature=0.0))
-        episodes = []
-        for task in tasks:
-            budget = task.max_steps if self.max_steps is None else min(self.max_steps, task.max_steps)
-            episodes.append(run_episode(env, task, agent, max_steps=budget, policy_version=policy_version,
-                                        episode_id=f"{prefix}-{task.template}-{task.seed}"))
-        return episodes
+        return run_online(MobileSimEnv(env_id="heldout"), tasks, agent, policy_version=policy_version,
+                          max_steps=self.max_steps, episode_prefix=prefix)
 
     def __call__(self, name: str, policy: Any, policy_version: str) -> dict[str, Any]:
         """Evaluate ``policy`` (the in-process model, for SOP and in-process play) as ``name``."""

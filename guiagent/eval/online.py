@@ -33,6 +33,7 @@ def run_online(
     max_steps: int | None = None,
     require_done: bool = False,
     store: Any = None,
+    episode_prefix: str | None = None,
 ) -> list[Trajectory]:
     """Play every task once on ``env`` with ``agent``.
 
@@ -40,10 +41,11 @@ def run_online(
         env: The device.
         tasks: The tasks, in order.
         agent: Who plays.
-        policy_version: Recorded on every trajectory; episode ids are ``{policy_version}-{template}-{seed}``.
+        policy_version: Recorded on every trajectory.
         max_steps: Step budget per episode, capped by each task's own ``max_steps`` (None: the task's).
         require_done: Success only when the agent declared the task done (AndroidWorld's protocol).
         store: A :class:`guiagent.data.store.TrajectoryStore` to write each episode to as it ends.
+        episode_prefix: Episode ids are ``{episode_prefix}-{template}-{seed}`` (default: ``policy_version``).
 
     Returns:
         The trajectories, in task order.
@@ -52,7 +54,7 @@ def run_online(
     for task in tasks:
         budget = task.max_steps if max_steps is None else min(max_steps, task.max_steps)
         trajectory = run_episode(env, task, agent, max_steps=budget, require_done=require_done,
-                                 episode_id=f"{policy_version}-{task.template}-{task.seed}",
+                                 episode_id=f"{episode_prefix or policy_version}-{task.template}-{task.seed}",
                                  policy_version=policy_version)
         if store is not None:
             store.put(trajectory)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from guiagent.errors import ConfigError
+from guiagent.trainer.loop import version_number
 
 SCREEN = (1080, 2400)  # MobileSim's screen on the farm's sim workers and in-process
 
@@ -34,7 +35,6 @@ class Run:
 
     config: Any
     run_dir: Path
-    model: Any
     processor: Any
     engine: Any
     prompt: Any
@@ -285,7 +285,7 @@ def setup_run(config: Any, run_dir: Path, *, resume: bool, stack: contextlib.Exi
         weight_sync = make_weight_sync(config.sync.model_copy(update={"directory": str(run_dir / "sync")}), client)
 
         def sync(version: str) -> None:
-            served["name"] = weight_sync.push(engine.module, version_number_of(version))
+            served["name"] = weight_sync.push(engine.module, version_number(version))
 
         def sampler(version: str) -> Any:
             # Offline rollouts name no model in their requests: the server's default is the pushed version.
@@ -334,7 +334,7 @@ def setup_run(config: Any, run_dir: Path, *, resume: bool, stack: contextlib.Exi
     log = MetricsLog(run_dir, resume_step=start_step if checkpoint is not None else None,
                      tensorboard=trainer.tensorboard, wandb_project=trainer.wandb_project)
     stack.callback(log.close)
-    run = Run(config=config, run_dir=run_dir, model=engine.module, processor=processor, engine=engine, prompt=prompt,
+    run = Run(config=config, run_dir=run_dir, processor=processor, engine=engine, prompt=prompt,
               source=source, sampler=sampler, sync=sync, eval_policy=eval_policy, evaluation=evaluation, log=log,
               progress=progress_bar(echo), store=store, start_step=start_step, ref_model=ref_model, buffer=buffer, setup_info=info)
     if checkpoint is None:
@@ -344,12 +344,6 @@ def setup_run(config: Any, run_dir: Path, *, resume: bool, stack: contextlib.Exi
         # Step 0: the policy the updates start from (after the SFT warm-up), so a resume never redoes SFT.
         save_checkpoint(run_dir, 0, engine.module, processor, engine, run.state(), keep=trainer.keep_checkpoints)
     return run
-
-
-def version_number_of(version: str) -> int:
-    from guiagent.trainer.loop import version_number
-
-    return version_number(version)
 
 
 @contextlib.contextmanager
